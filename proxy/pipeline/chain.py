@@ -1,0 +1,118 @@
+"""Runs the stages: request hooks in policy order, response hooks in reverse (onion)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Sequence
+
+from proxy.pipeline.deny import Deny, DenyError
+from proxy.pipeline.exchange import Exchange
+from proxy.pipeline.stage import Stage
+from proxy.wire.event import Event
+
+log = logging.getLogger("ramparts.chain")
+
+
+def _overrides(stage: Stage, hook: str) -> bool:
+    return getattr(type(stage), hook) is not getattr(Stage, hook)
+
+
+class Chain:
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = tuple(stages)
+        # Worked out once: which stages implement which hook.
+        self._request = tuple(s for s in self.stages if _overrides(s, "on_request"))
+        self._headers = tuple(s for s in reversed(self.stages) if _overrides(s, "on_response_headers"))
+        self._event = tuple(s for s in reversed(self.stages) if _overrides(s, "on_response_event"))
+        self._end_order = tuple(
+            s for s in reversed(self.stages) if _overrides(s, "on_response_event") or _overrides(s, "on_response_end")
+        )
+        self._complete = tuple(s for s in self.stages if _overrides(s, "on_complete"))
+
+    @property
+    def touches_events(self) -> bool:
+        return bool(self._event) or any(_overrides(s, "on_response_end") for s in self.stages)
+
+    async def start(self) -> None:
+        for s in self.stages:
+            await s.start()
+
+    async def stop(self) -> None:
+        for s in reversed(self.stages):
+            try:
+                await s.stop()
+            except Exception:  # one stage's shutdown error must not skip the others
+                log.exception("stage %s failed to stop", s.type)
+
+    async def run_request(self, ex: Exchange) -> Deny | None:
+        for s in self._request:
+            try:
+                deny = await s.on_request(ex)
+            except DenyError as e:
+                deny = e.deny
+            if deny is not None:
+                self._mark_denied(ex, s, deny)
+                return deny
+        return None
+
+    async def run_response_headers(self, ex: Exchange) -> Deny | None:
+        for s in self._headers:
+            try:
+                deny = await s.on_response_headers(ex)
+            except DenyError as e:
+                deny = e.deny
+            if deny is not None:
+                self._mark_denied(ex, s, deny)
+                return deny
+        return None
+
+    async def run_event(self, ex: Exchange, event: Event) -> list[Event]:
+        """Pass one upstream event through every stage (raises DenyError)."""
+        events = [event]
+        for s in self._event:
+            if not events:
+                break
+            out: list[Event] = []
+            for ev in events:
+                out.extend(await self._guard(ex, s, s.on_response_event(ex, ev)))
+            events = out
+        return events
+
+    async def run_end(self, ex: Exchange) -> list[Event]:
+        """Flush each stage; what an inner stage flushes still passes the outer ones."""
+        pending: list[Event] = []
+        for s in self._end_order:
+            out: list[Event] = []
+            if _overrides(s, "on_response_event"):
+                for ev in pending:
+                    out.extend(await self._guard(ex, s, s.on_response_event(ex, ev)))
+            else:
+                out = pending
+            out.extend(await self._guard(ex, s, s.on_response_end(ex)))
+            pending = out
+        return pending
+
+    async def run_complete(self, ex: Exchange) -> None:
+        """Every stage's on_complete, shielded: a disconnect must not skip settle or audit."""
+        await asyncio.shield(self._complete_all(ex))
+
+    async def _complete_all(self, ex: Exchange) -> None:
+        for s in self._complete:
+            try:
+                await s.on_complete(ex)
+            except Exception:
+                log.exception("stage %s on_complete failed (request %s)", s.type, ex.request_id)
+
+    async def _guard(self, ex: Exchange, stage: Stage, coro) -> list[Event]:
+        try:
+            return await coro
+        except DenyError as e:
+            self._mark_denied(ex, stage, e.deny)
+            raise
+
+    @staticmethod
+    def _mark_denied(ex: Exchange, stage: Stage, deny: Deny) -> None:
+        if ex.denied is None:
+            ex.denied = (stage.type, deny.reason or deny.code or str(deny.status))
+        ex.decide(stage.type, "deny", reason=deny.reason or deny.code, status=deny.status)

@@ -1,0 +1,90 @@
+"""Apply per-slot streaming text rewriters to OpenAI response events.
+
+Used by every stage that edits response text (pii restore, leak filtering). A
+rewriter sees one logical text stream (choice i's content, choice i's tool call
+j arguments, ...) as a sequence of `feed` calls and one `finish`. The same code
+handles a JSON body (feed the whole text, then finish) and a stream, so both
+give the same verdicts by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from proxy.wire.event import Event
+from proxy.wire.openai import SlotKey, finished_choices, get_at, response_slots, set_at, text_chunk
+
+
+class SlotRewriter(Protocol):
+    def feed(self, text: str) -> str:
+        """New text of the slot; returns what may be emitted now (possibly rewritten)."""
+
+    def finish(self) -> str:
+        """The slot ended; returns whatever was held back, rewritten."""
+
+
+class TextStreamEditor:
+    def __init__(self, make_rewriter: Callable[[SlotKey], SlotRewriter]) -> None:
+        self._make = make_rewriter
+        self._rewriters: dict[SlotKey, SlotRewriter] = {}
+        self._template: Any = None
+
+    def _rewriter(self, key: SlotKey) -> SlotRewriter:
+        rw = self._rewriters.get(key)
+        if rw is None:
+            rw = self._rewriters[key] = self._make(key)
+        return rw
+
+    def edit(self, event: Event) -> list[Event]:
+        if event.is_done:
+            return self._flush(lambda key: True) + [event]
+        payload = event.payload
+        slots = response_slots(payload)
+        if not slots and not finished_choices(payload):
+            return [event]
+        if event.kind == "sse":
+            self._template = payload
+        changed = False
+        for slot in slots:
+            text = get_at(payload, slot.path)
+            new = self._rewriter(slot.key).feed(text)
+            if new != text:
+                set_at(payload, slot.path, new)
+                changed = True
+        before: list[Event] = []
+        if event.kind == "body":
+            # A whole response: every slot ends here.
+            for slot in slots:
+                tail = self._rewriters.pop(slot.key).finish()
+                if tail:
+                    set_at(payload, slot.path, get_at(payload, slot.path) + tail)
+                    changed = True
+        else:
+            done = set(finished_choices(payload))
+            if done:
+                present = {s.key: s for s in slots}
+                for key in [k for k in self._rewriters if k[0] in done]:
+                    tail = self._rewriters.pop(key).finish()
+                    if not tail:
+                        continue
+                    if key in present:
+                        path = present[key].path
+                        set_at(payload, path, get_at(payload, path) + tail)
+                        changed = True
+                    else:
+                        before.append(Event.sse_json(text_chunk(payload, key, tail)))
+        if changed:
+            event.mark_changed()
+        return before + [event]
+
+    def end(self) -> list[Event]:
+        """The upstream ended (with or without [DONE]): flush every open slot."""
+        return self._flush(lambda key: True)
+
+    def _flush(self, which: Callable[[SlotKey], bool]) -> list[Event]:
+        out = []
+        for key in [k for k in self._rewriters if which(k)]:
+            tail = self._rewriters.pop(key).finish()
+            if tail:
+                out.append(Event.sse_json(text_chunk(self._template, key, tail)))
+        return out
