@@ -37,6 +37,9 @@ class StageServices:
 class Stage:
     type: ClassVar[str]
     Config: ClassVar[type[StageConfig]] = StageConfig
+    # Endpoints the proxy answers itself (no upstream), e.g. {"/v1/usage": "ai:completion"}:
+    # path -> scope required. The handler authenticates with the tenant stage, then calls serve_local.
+    local_routes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: StageConfig, policy: "CompiledPolicy", services: StageServices) -> None:
         self.config = config
@@ -71,3 +74,7 @@ class Stage:
 
     async def on_complete(self, ex: Exchange) -> None:
         """Always runs (success, deny, error, disconnect), shielded from cancellation."""
+
+    async def serve_local(self, ex: Exchange, query: dict[str, str]) -> tuple[int, Any]:
+        """Answer one of `local_routes` for the authenticated `ex.identity`: (status, JSON)."""
+        return 404, {"error": {"message": "not found", "type": "invalid_request_error", "code": "not_found"}}

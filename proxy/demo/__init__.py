@@ -1,0 +1,1 @@
+"""The offline demo: scenes run in order by runner.py."""
