@@ -23,6 +23,7 @@ class Chain:
         self.stages = tuple(stages)
         # Worked out once: which stages implement which hook.
         self._request = tuple(s for s in self.stages if _overrides(s, "on_request"))
+        self._request_after_auth = tuple(s for s in self._request if s is not (self.stages[0] if self.stages else None))
         self._headers = tuple(s for s in reversed(self.stages) if _overrides(s, "on_response_headers"))
         self._event = tuple(s for s in reversed(self.stages) if _overrides(s, "on_response_event"))
         self._end_order = tuple(
@@ -45,8 +46,19 @@ class Chain:
             except Exception:  # one stage's shutdown error must not skip the others
                 log.exception("stage %s failed to stop", s.type)
 
-    async def run_request(self, ex: Exchange) -> Deny | None:
-        for s in self._request:
+    async def authenticate(self, ex: Exchange) -> Deny | None:
+        """Run the first stage (always `tenant`) alone: identity before the body is read."""
+        first = self.stages[0] if self.stages else None
+        if first is None or first.type != "tenant":
+            return Deny(500, "the pipeline has no tenant stage", "server_error", "misconfigured")
+        return await self._request_range(ex, (first,))
+
+    async def run_request(self, ex: Exchange, start: int = 0) -> Deny | None:
+        """Request hooks in policy order; start=1 skips the tenant stage already run by authenticate."""
+        return await self._request_range(ex, self._request if start == 0 else self._request_after_auth)
+
+    async def _request_range(self, ex: Exchange, stages: tuple[Stage, ...]) -> Deny | None:
+        for s in stages:
             try:
                 deny = await s.on_request(ex)
             except DenyError as e:

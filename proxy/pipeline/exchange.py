@@ -52,7 +52,7 @@ class Exchange:
         "response_status", "response_headers", "extra_response_headers", "usage",
         "outcome", "denied", "decisions", "state", "started", "upstream_started",
         "first_byte_at", "finished", "peer", "headers_sent", "completion_id",
-        "client_wants_usage",
+        "client_wants_usage", "proxy_seconds",
     )
 
     def __init__(self, *, request_id: str, route: str, method: str, path: str,
@@ -85,6 +85,7 @@ class Exchange:
         self.headers_sent = False
         self.completion_id: str | None = None
         self.client_wants_usage = False
+        self.proxy_seconds = 0.0  # time spent in proxy code (metrics: overhead)
 
     @property
     def identity(self) -> Identity | None:
