@@ -1,0 +1,77 @@
+"""Digests of prompt and response text: what was said, provable, without keeping it.
+
+prompt digest   = SHA-256 of the RFC 8785 JSON array of the request's text
+                  carriers (wire.openai.request_carriers order), as the
+                  provider received them (after tokenization by earlier stages).
+response digest = SHA-256 of the RFC 8785 JSON object {"<choice>:<field>:<tool>":
+                  SHA-256 hex of that slot's concatenated text}; slots are
+                  hashed incrementally, so memory stays flat however long the
+                  stream is.
+
+For an array of strings orjson's output is byte-identical to RFC 8785 (no key
+order, no numbers; both escape only `"`, `\\` and control characters), and it
+is ~50x faster on the request path; tests/audit/test_digest.py holds the proof.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from proxy.audit.canonical import canonical
+from proxy.wire.openai import get_at, request_carriers, response_slots
+
+
+def texts_of(route: str, body: dict[str, Any] | None) -> list[str]:
+    if not isinstance(body, dict):
+        return []
+    out = []
+    for c in request_carriers(route, body):
+        value = get_at(body, c.path)
+        if isinstance(value, str):
+            out.append(value)
+    return out
+
+
+def strings_digest(texts: list[str]) -> str:
+    try:
+        data = orjson.dumps(texts)
+    except TypeError:  # lone surrogates: orjson refuses; the JCS encoder decides
+        data = canonical(texts)
+    return hashlib.sha256(data).hexdigest()
+
+
+class ResponseDigest:
+    """Per-slot incremental SHA-256 of the response text; optionally keeps the text."""
+
+    __slots__ = ("_slots", "_keep", "chars")
+
+    def __init__(self, keep_text: bool = False) -> None:
+        self._slots: dict[str, list] = {}  # key -> [sha256 object, kept parts or None]
+        self._keep = keep_text
+        self.chars = 0
+
+    def feed(self, payload: Any) -> None:
+        for slot in response_slots(payload):
+            text = get_at(payload, slot.path)
+            if not text:
+                continue
+            key = "%d:%s:%d" % slot.key
+            entry = self._slots.get(key)
+            if entry is None:
+                entry = self._slots[key] = [hashlib.sha256(), [] if self._keep else None]
+            entry[0].update(text.encode("utf-8", "surrogatepass"))
+            if entry[1] is not None:
+                entry[1].append(text)
+            self.chars += len(text)
+
+    def hexdigest(self) -> str | None:
+        if not self._slots:
+            return None
+        per_slot = {k: v[0].hexdigest() for k, v in self._slots.items()}
+        return hashlib.sha256(canonical(per_slot)).hexdigest()
+
+    def texts(self) -> dict[str, str]:
+        return {k: "".join(v[1]) for k, v in self._slots.items() if v[1] is not None}

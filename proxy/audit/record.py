@@ -1,0 +1,110 @@
+"""The audit record of one exchange: what happened, who asked, what each stage decided.
+
+Built from the Exchange after every other stage finished. It holds digests,
+counts and verdicts, never raw prompts, JWTs, provider keys or PII values:
+decision details are copied as the stages reported them, bounded, and any
+string that contains a credential this exchange carried is replaced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from proxy.pipeline.exchange import Exchange
+
+RECORD_VERSION = 1
+MAX_DETAIL_STRING = 256  # longer strings in a decision detail are cut (verdicts are short)
+MAX_DETAIL_ITEMS = 64
+_CLAIMED_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+REDACTED = "[redacted]"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def credentials_of(ex: Exchange, provider_keys: Iterable[str | None]) -> tuple[str, ...]:
+    """Secrets that must never appear in a record: the caller's bearer token, provider keys."""
+    out = [k for k in provider_keys if k and len(k) >= 8]
+    auth = _header(ex.client_headers, "Authorization")
+    if auth:
+        token = auth.split(None, 1)[-1]
+        if len(token) >= 8:
+            out.append(token)
+    return tuple(out)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name) if hasattr(headers, "get") else None
+    if value is None and isinstance(headers, dict):  # plain dicts in tests are case-sensitive
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value if isinstance(value, str) else None
+
+
+def _clean(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
+    """A JSON-safe, bounded copy of a decision detail (JCS needs finite numbers)."""
+    if value is None or isinstance(value, bool) or isinstance(value, int) and abs(value) < 2**53:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if any(s in value for s in secrets):
+            return REDACTED
+        return value if len(value) <= MAX_DETAIL_STRING else value[:MAX_DETAIL_STRING] + "…"
+    if depth >= 4:
+        return "…"
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_DETAIL_ITEMS]
+        return {str(k): _clean(v, secrets, depth + 1) for k, v in items}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(v, secrets, depth + 1) for v in list(value)[:MAX_DETAIL_ITEMS]]
+    return _clean(str(value), secrets, depth)
+
+
+def build_record(ex: Exchange, *, prompt_digest: str | None, response_digest: str | None,
+                 response_chars: int, secrets: tuple[str, ...], at: str | None = None) -> dict[str, Any]:
+    ident = ex.identity
+    claimed = None
+    if ident is None:
+        raw = _header(ex.client_headers, ex.policy.model.auth.tenant_header)
+        if raw is not None:
+            claimed = raw if _CLAIMED_TENANT.match(raw) else "<invalid>"
+    usage = ex.usage
+    started, finished = ex.started, ex.finished
+    record: dict[str, Any] = {
+        "v": RECORD_VERSION,
+        "type": "exchange",
+        "time": at or utc_now(),
+        "request_id": ex.request_id,
+        "completion_id": _clean(ex.completion_id, secrets),
+        "tenant": ident.tenant if ident else None,
+        "claimed_tenant": claimed,  # unverified: the header of a request whose JWT failed
+        "subject": _clean(ident.subject, secrets) if ident else None,
+        "jti": _clean(ident.jti, secrets) if ident else None,
+        "route": ex.route,
+        "method": ex.method,
+        "model": _clean(ex.model, secrets),
+        "stream": bool(ex.stream),
+        "provider": ex.provider.name if ex.provider is not None else None,
+        "status": ex.response_status,
+        "outcome": ex.outcome,
+        "denied": {"stage": ex.denied[0], "reason": _clean(ex.denied[1], secrets)} if ex.denied else None,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                  "reported": usage.reported, "streamed_chars": usage.streamed_chars},
+        "decisions": [{"stage": d.stage, "decision": d.decision, "detail": _clean(dict(d.detail), secrets)}
+                      for d in ex.decisions],
+        "policy": ex.policy.digest,
+        "prompt_digest": prompt_digest,
+        "response_digest": response_digest,
+        "response_chars": response_chars,
+        "duration_us": int(((finished or time.perf_counter()) - started) * 1e6),
+    }
+    return record
+
