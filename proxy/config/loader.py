@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from proxy.config.policy import CompiledPolicy, PolicyModel, TenantPolicy, policy_digest
+from proxy.config.policy import CompiledPolicy, PolicyModel, TenantPolicy, policy_digest, reference_errors
 from proxy.config.secret import SecretError
 from proxy.pipeline.registry import stage_class
 
@@ -106,6 +106,10 @@ def parse_policy_text(raw: bytes, source: Path | None = None) -> tuple[PolicyMod
         model = PolicyModel.model_validate(data)
     except ValidationError as e:
         errors.extend(_errors_from(e, (), lines))
+    for loc, msg in reference_errors(data):
+        errors.append(PolicyError(_line_for(lines, loc), ".".join(str(p) for p in loc), msg))
+    if errors:
+        model = None
     stage_configs = []
     for i, entry in enumerate(data.get("pipeline") or []):
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):

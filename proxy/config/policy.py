@@ -169,30 +169,38 @@ class PolicyModel(Strict):
     metrics: MetricsConfig = MetricsConfig()
     pipeline: list[dict[str, Any]]
 
-    @model_validator(mode="after")
-    def _references(self):
-        errors = []
-        for tid, t in self.tenants.items():
-            if not TENANT_ID.match(tid):
-                errors.append(f"tenant id {tid!r} must match {TENANT_ID.pattern}")
-            if t.plan not in self.plans:
-                errors.append(f"tenant {tid!r}: unknown plan {t.plan!r}")
-            for p in t.providers:
-                if p not in self.providers:
-                    errors.append(f"tenant {tid!r}: unknown provider {p!r}")
-        for pname, plan in self.plans.items():
-            for m in plan.models:
-                if m not in self.models:
-                    errors.append(f"plan {pname!r}: unknown model {m!r}")
-        for mname, m in self.models.items():
-            if m.provider is not None and m.provider not in self.providers:
-                errors.append(f"model {mname!r}: unknown provider {m.provider!r}")
-        for s in self.pipeline:
-            if not isinstance(s, dict) or not isinstance(s.get("type"), str):
-                errors.append("every pipeline entry needs a string `type`")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
+
+def reference_errors(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Cross-references between sections, checked on the raw data so they are reported
+    together with the field errors (each with the location of the bad reference)."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+
+    def names(section: str) -> set[str]:
+        value = data.get(section)
+        return set(value) if isinstance(value, dict) else set()
+
+    plans, providers, models = names("plans"), names("providers"), names("models")
+    for tid, t in (data.get("tenants") or {}).items() if isinstance(data.get("tenants"), dict) else ():
+        if not isinstance(tid, str) or not TENANT_ID.match(tid):
+            out.append((("tenants", tid), f"tenant id {tid!r} must match {TENANT_ID.pattern}"))
+        if not isinstance(t, dict):
+            continue
+        if isinstance(t.get("plan"), str) and t["plan"] not in plans:
+            out.append((("tenants", tid, "plan"), f"unknown plan {t['plan']!r}"))
+        for i, p in enumerate(t.get("providers") or []):
+            if p not in providers:
+                out.append((("tenants", tid, "providers", i), f"unknown provider {p!r}"))
+    for pname, plan in (data.get("plans") or {}).items() if isinstance(data.get("plans"), dict) else ():
+        for i, m in enumerate(plan.get("models") or [] if isinstance(plan, dict) else []):
+            if m not in models:
+                out.append((("plans", pname, "models", i), f"unknown model {m!r}"))
+    for mname, m in (data.get("models") or {}).items() if isinstance(data.get("models"), dict) else ():
+        if isinstance(m, dict) and m.get("provider") is not None and m["provider"] not in providers:
+            out.append((("models", mname, "provider"), f"unknown provider {m['provider']!r}"))
+    for i, s in enumerate(data.get("pipeline") or []):
+        if not isinstance(s, dict) or not isinstance(s.get("type"), str):
+            out.append((("pipeline", i), "every pipeline entry needs a string `type`"))
+    return out
 
 
 # ------------------------------------------------------------- compiled form

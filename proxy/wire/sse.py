@@ -33,6 +33,9 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._buf += chunk
+        return self._scan_lines(final=False)
+
+    def _scan_lines(self, final: bool) -> list[Event]:
         events: list[Event] = []
         buf = self._buf
         pos = self._scan
@@ -40,7 +43,7 @@ class SSEDecoder:
             m = _EOL.search(buf, pos)
             if m is None:
                 break
-            if m.group() == b"\r" and m.end() == len(buf):
+            if m.group() == b"\r" and m.end() == len(buf) and not final:
                 break  # a CR at the end may be the first half of CRLF: wait
             line = bytes(buf[pos:m.start()])
             pos = m.end()
@@ -65,19 +68,18 @@ class SSEDecoder:
     def flush(self) -> list[Event]:
         """End of stream. An unterminated final event is returned (marked `unterminated`)
         so the stages still scan it: it is never passed on unscanned."""
+        events = self._scan_lines(final=True)  # a trailing CR is a line end now
         tail = bytes(self._buf[self._scan:])
-        if tail.endswith(b"\r"):
-            tail = tail[:-1]
         if tail:
             self._fields.append(_split_field(tail))
         raw = bytes(self._buf[self._event_start:])
         self._buf.clear()
         self._scan = self._event_start = 0
         ev = self._dispatch(raw)
-        if ev is None:
-            return []
-        ev.raw = None  # re-encoded with a proper terminator
-        return [ev]
+        if ev is not None:
+            ev.raw = None  # re-encoded with a proper terminator
+            events.append(ev)
+        return events
 
     def _dispatch(self, raw: bytes) -> Event | None:
         fields, self._fields = self._fields, []

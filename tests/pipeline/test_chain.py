@@ -1,0 +1,122 @@
+"""Chain: request hooks in policy order, response hooks in reverse, flushes pass outer stages, on_complete always."""
+
+import asyncio
+
+from proxy.pipeline.chain import Chain
+from proxy.pipeline.deny import Deny, DenyError
+from proxy.pipeline.stage import Stage
+from proxy.wire.event import Event
+from tests.harness import make_exchange, make_policy, make_services, run_response
+
+
+def recorder(name, log, deny_request=False, hold=False, raise_on_event=False):
+    class S(Stage):
+        type = name
+
+        async def on_request(self, ex):
+            log.append(("req", name))
+            return Deny(403, "no", code="nope") if deny_request else None
+
+        async def on_response_event(self, ex, event):
+            log.append(("evt", name, event.data))
+            if raise_on_event:
+                raise DenyError(Deny(400, "cut", code="cut"))
+            if hold:
+                ex.state.setdefault(name, []).append(event)
+                return []
+            return [event]
+
+        async def on_response_end(self, ex):
+            log.append(("end", name))
+            return ex.state.pop(name, [])
+
+        async def on_complete(self, ex):
+            log.append(("done", name))
+    return S(None, make_policy(), make_services())
+
+
+async def test_order_is_onion():
+    log = []
+    chain = Chain([recorder("a", log), recorder("b", log), recorder("c", log)])
+    ex = make_exchange(make_policy(), {"model": "gpt-4o-mini"})
+    assert await chain.run_request(ex) is None
+    await run_response(chain, ex, [Event(kind="sse", data="1")])
+    await chain.run_complete(ex)
+    assert log == [("req", "a"), ("req", "b"), ("req", "c"),
+                   ("evt", "c", "1"), ("evt", "b", "1"), ("evt", "a", "1"),
+                   ("end", "c"), ("end", "b"), ("end", "a"),
+                   ("done", "a"), ("done", "b"), ("done", "c")]
+
+
+async def test_a_deny_stops_later_request_hooks_but_every_on_complete_runs():
+    log = []
+    chain = Chain([recorder("a", log), recorder("b", log, deny_request=True), recorder("c", log)])
+    ex = make_exchange(make_policy(), {})
+    deny = await chain.run_request(ex)
+    assert deny.status == 403 and ex.denied == ("b", "nope")
+    await chain.run_complete(ex)
+    assert [e for e in log if e[0] == "req"] == [("req", "a"), ("req", "b")]
+    assert [e for e in log if e[0] == "done"] == [("done", "a"), ("done", "b"), ("done", "c")]
+
+
+async def test_what_an_inner_stage_flushes_passes_the_outer_stages():
+    log = []
+    chain = Chain([recorder("outer", log), recorder("inner", log, hold=True)])
+    ex = make_exchange(make_policy(), {})
+    out = await run_response(chain, ex, [Event(kind="sse", data="x")])
+    assert [e.data for e in out] == ["x"]
+    assert ("evt", "outer", "x") in log and log.index(("end", "inner")) < log.index(("evt", "outer", "x"))
+
+
+async def test_deny_during_response_marks_the_exchange():
+    chain = Chain([recorder("a", []), recorder("b", [], raise_on_event=True)])
+    ex = make_exchange(make_policy(), {})
+    try:
+        await chain.run_event(ex, Event(kind="sse", data="x"))
+        raise AssertionError("expected DenyError")
+    except DenyError as e:
+        assert e.deny.code == "cut"
+    assert ex.denied == ("b", "cut")
+
+
+async def test_on_complete_survives_cancellation_of_the_caller():
+    finished = asyncio.Event()
+
+    class Slow(Stage):
+        type = "slow"
+
+        async def on_complete(self, ex):
+            await asyncio.sleep(0.05)
+            finished.set()
+
+    chain = Chain([Slow(None, make_policy(), make_services())])
+    ex = make_exchange(make_policy(), {})
+    task = asyncio.ensure_future(chain.run_complete(ex))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait_for(finished.wait(), 1)
+
+
+async def test_a_failing_on_complete_does_not_skip_the_others():
+    log = []
+
+    class Broken(Stage):
+        type = "broken"
+
+        async def on_complete(self, ex):
+            raise RuntimeError("backend down")
+
+    chain = Chain([Broken(None, make_policy(), make_services()), recorder("after", log)])
+    await chain.run_complete(make_exchange(make_policy(), {}))
+    assert ("done", "after") in log
+
+
+async def test_stages_without_hooks_are_not_called():
+    class Quiet(Stage):
+        type = "quiet"
+
+    chain = Chain([Quiet(None, make_policy(), make_services())])
+    assert not chain.touches_events
+    ex = make_exchange(make_policy(), {})
+    ev = Event(kind="sse", data="x")
+    assert await chain.run_event(ex, ev) == [ev]

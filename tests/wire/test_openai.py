@@ -1,0 +1,52 @@
+"""Where text lives in requests and responses."""
+
+from proxy.wire.openai import finished_choices, get_at, request_carriers, response_slots, text_chunk, usage_of
+
+
+def test_chat_request_carriers_cover_every_text_field():
+    body = {"model": "m", "messages": [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "part"}, {"type": "image_url", "image_url": {"url": "u"}}], "name": "bob"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": \"x\"}"}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "tool result"}],
+        "tools": [{"type": "function", "function": {"name": "f", "description": "desc", "parameters": {"type": "object", "properties": {"a": {"type": "string", "description": "pdesc"}}}}}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"description": "rdesc"}}}}
+    found = {(c.kind, c.role, get_at(body, c.path)) for c in request_carriers("chat", body)}
+    assert ("content", "system", "sys") in found
+    assert ("content", "user", "part") in found
+    assert ("name", "user", "bob") in found
+    assert ("tool_arguments", "assistant", "{\"a\": \"x\"}") in found
+    assert ("content", "tool", "tool result") in found
+    assert ("tool_description", None, "desc") in found
+    assert ("schema", None, "pdesc") in found and ("schema", None, "rdesc") in found
+    assert [c for c in request_carriers("chat", body) if c.is_system][0].path == ("messages", 0, "content")
+
+
+def test_completions_and_embeddings_carriers():
+    assert [get_at(b, c.path) for b in [{"prompt": ["a", "b"]}] for c in request_carriers("completions", b)] == ["a", "b"]
+    assert [c.kind for c in request_carriers("embeddings", {"input": "x"})] == ["input"]
+    assert request_carriers("embeddings", {"input": [1, 2, 3]}) == []
+
+
+def test_response_slots_for_body_chunk_and_completions():
+    body = {"choices": [{"index": 0, "message": {"content": "hi", "tool_calls": [{"function": {"arguments": "{}"}}]}, "finish_reason": "stop"},
+                        {"index": 1, "message": {"content": "yo"}, "finish_reason": "stop"}]}
+    keys = [s.key for s in response_slots(body)]
+    assert keys == [(0, "content", -1), (0, "tool_arguments", 0), (1, "content", -1)]
+    chunk = {"choices": [{"index": 2, "delta": {"reasoning_content": "r", "tool_calls": [{"index": 3, "function": {"arguments": "x"}}]}}]}
+    assert [s.key for s in response_slots(chunk)] == [(2, "reasoning_content", -1), (2, "tool_arguments", 3)]
+    assert [s.key for s in response_slots({"choices": [{"index": 0, "text": "t"}]})] == [(0, "text", -1)]
+    assert finished_choices(body) == [0, 1]
+    assert response_slots({"error": {}}) == [] and response_slots(None) == []
+
+
+def test_text_chunk_mirrors_template():
+    tpl = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m", "choices": []}
+    c = text_chunk(tpl, (1, "tool_arguments", 2), "zz")
+    assert c["id"] == "c1" and c["choices"][0]["delta"]["tool_calls"][0] == {"index": 2, "function": {"arguments": "zz"}}
+    assert text_chunk(None, (0, "text", -1), "t")["choices"][0]["text"] == "t"
+
+
+def test_usage_of():
+    assert usage_of({"usage": {"prompt_tokens": 3, "completion_tokens": 4}}) == (3, 4)
+    assert usage_of({"usage": {"prompt_tokens": -1}}) is None and usage_of({"usage": None}) is None
