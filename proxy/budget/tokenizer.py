@@ -1,0 +1,98 @@
+"""Token counting that works offline.
+
+tiktoken downloads its BPE files on first use; Ramparts ships o200k_base and
+cl100k_base in `proxy/budget/tiktoken/` and builds `tiktoken.Encoding` straight
+from those files after checking the sha256 pinned here (the same hashes tiktoken
+pins in its own source). Nothing is fetched, nothing is written to a cache dir.
+
+`encode_ordinary` is used on purpose: plain `encode` raises on special-token text
+such as "<|endoftext|>" in a user message. For the `bytes` encoding (models with no
+known tokenizer) the UTF-8 byte count is used: BPE never yields more tokens than
+bytes, so it is an upper bound and never under-reserves.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from pathlib import Path
+
+import tiktoken
+
+_DIR = Path(__file__).with_name("tiktoken")
+
+_O200K_PAT = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+_CL100K_PAT = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+
+# name -> (file, sha256, pattern, special tokens); hashes as pinned in tiktoken_ext.openai_public
+ENCODINGS: dict[str, tuple[str, str, str, dict[str, int]]] = {
+    "o200k_base": ("o200k_base.tiktoken", "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+                   _O200K_PAT, {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}),
+    "cl100k_base": ("cl100k_base.tiktoken", "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+                    _CL100K_PAT, {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                                  "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}),
+}
+
+
+class EncodingFileError(RuntimeError):
+    """A shipped encoding file is missing or does not match its pinned sha256."""
+
+
+def load_encoding(name: str, directory: Path = _DIR) -> tiktoken.Encoding:
+    """Build one encoding from the shipped file; refuses a file whose sha256 differs."""
+    filename, sha256, pattern, special = ENCODINGS[name]
+    try:
+        data = (directory / filename).read_bytes()
+    except OSError as e:
+        raise EncodingFileError(f"tiktoken file for {name} is missing: {e}") from e
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise EncodingFileError(f"tiktoken file for {name} does not match its pinned sha256")
+    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in data.splitlines() if line)}
+    return tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
+
+
+class TokenCounter:
+    """Counts tokens per encoding name; each encoding is loaded once, on first use.
+
+    Owned by a stage (no module-level cache): loading o200k_base takes ~0.3 s, so a
+    stage calls `warm()` from start() rather than on the first request.
+    """
+
+    def __init__(self, directory: Path = _DIR) -> None:
+        self._dir = directory
+        self._encodings: dict[str, tiktoken.Encoding] = {}
+        self._lock = threading.Lock()  # counting may run in worker threads for large prompts
+
+    def warm(self, names: set[str] | frozenset[str]) -> None:
+        for name in names:
+            if name in ENCODINGS:
+                self._encoding(name)
+
+    def _encoding(self, name: str) -> tiktoken.Encoding:
+        enc = self._encodings.get(name)
+        if enc is None:
+            with self._lock:
+                enc = self._encodings.get(name)
+                if enc is None:
+                    enc = self._encodings[name] = load_encoding(name, self._dir)
+        return enc
+
+    def count(self, text: str, encoding: str) -> int:
+        if not text:
+            return 0
+        if encoding not in ENCODINGS:  # "bytes" or anything unknown: a safe upper bound
+            return len(text.encode("utf-8", "surrogatepass"))
+        return len(self._encoding(encoding).encode_ordinary(text))
+
+    def count_many(self, texts: list[str], encoding: str) -> int:
+        # A plain loop: encode_ordinary_batch spins up a thread pool and is slower for short lists.
+        return sum(self.count(t, encoding) for t in texts)

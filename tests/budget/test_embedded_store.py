@@ -1,0 +1,104 @@
+"""Embedded (SQLite) ledger specifics: several OS processes share the file; a locked file fails closed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from proxy.budget.embedded_store import EmbeddedLedger
+from proxy.budget.ledger import Limits, StoreUnavailable
+
+WORKER = r"""
+import asyncio, sys
+from pathlib import Path
+from proxy.budget.embedded_store import EmbeddedLedger
+from proxy.budget.ledger import Limits
+
+async def main(path, n):
+    led = EmbeddedLedger(Path(path), timeout=10)
+    await led.start()
+    async def one():
+        g = await led.reserve("acme", "2026-11", 1000, 1000, 1, Limits(10_000, None), 60)
+        if g.hold is None:
+            return 0
+        await asyncio.sleep(0.001)
+        await led.settle(g.hold, 1000)
+        return 1
+    got = sum(await asyncio.gather(*(one() for _ in range(n))))
+    await led.close()
+    print(got)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+KILLED = r"""
+import asyncio, os, signal, sys
+from pathlib import Path
+from proxy.budget.embedded_store import EmbeddedLedger
+from proxy.budget.ledger import Limits
+
+async def main(path):
+    led = EmbeddedLedger(Path(path))
+    await led.start()
+    g = await led.reserve("acme", "2026-11", 10_000, 10_000, 1, Limits(10_000, None), 0.5)
+    assert g.hold is not None
+    print("reserved", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # dies between reserve and settle
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_several_processes_share_the_file_without_overspending(tmp_path):
+    path = tmp_path / "budget.sqlite3"
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(path), "70"], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    admitted = sum(int(p.communicate(timeout=60)[0]) for p in procs)
+    led = EmbeddedLedger(path)
+    await led.start()
+    bal = await led.balance("acme", "2026-11")
+    await led.close()
+    assert admitted == 10 and bal.spent == 10_000 and bal.held == 0
+
+
+async def test_kill_9_between_reserve_and_settle_is_reclaimed(tmp_path):
+    path = tmp_path / "budget.sqlite3"
+    p = subprocess.run([sys.executable, "-c", KILLED, str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == -9 and "reserved" in p.stdout
+    led = EmbeddedLedger(path)
+    await led.start()
+    assert (await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10_000, None), 60)).refused == "budget"
+    await asyncio.sleep(0.6)
+    bal = await led.balance("acme", "2026-11")
+    assert bal.held == 0 and bal.spent == 0  # returned, not charged: no leak, no double spend
+    await led.close()
+
+
+async def test_a_locked_file_fails_closed_within_the_timeout(tmp_path):
+    path = tmp_path / "budget.sqlite3"
+    led = EmbeddedLedger(path, timeout=0.3)
+    await led.start()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process wedged mid-transaction
+    try:
+        t = time.perf_counter()
+        with pytest.raises(StoreUnavailable):
+            await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
+        assert time.perf_counter() - t < 1.0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # the store recovers once the lock is gone
+    await asyncio.sleep(0.35)
+    assert (await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)).hold is not None
+    await led.close()
+
+
+async def test_an_unopened_store_fails_closed(tmp_path):
+    with pytest.raises(StoreUnavailable):
+        await EmbeddedLedger(tmp_path / "x.sqlite3").reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
