@@ -58,7 +58,7 @@ def build_state(policy: CompiledPolicy, data_dir: Path | None = None, metrics: M
     services = StageServices(metrics=metrics, data_dir=data_dir, extras=dict(extras or {}))
     stages = build_stages(policy, services)
     local_routes = {path: (s, scope) for s in stages for path, scope in s.local_routes.items()}
-    return AppState(policy=policy, chain=Chain(stages), metrics=metrics,
+    return AppState(policy=policy, chain=Chain(stages, metrics), metrics=metrics,
                     address_policy=AddressPolicy.from_cidrs(policy.model.egress.allow_private_ips),
                     data_dir=data_dir, local_routes=local_routes, resolver=resolver)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
 from proxy.pipeline.deny import Deny, DenyError
 from proxy.pipeline.exchange import Exchange
@@ -19,8 +19,9 @@ def _overrides(stage: Stage, hook: str) -> bool:
 
 
 class Chain:
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], metrics: Any = None) -> None:
         self.stages = tuple(stages)
+        self._metrics = metrics  # proxy.metrics.Metrics: stage decisions are counted at completion
         # Worked out once: which stages implement which hook.
         self._request = tuple(s for s in self.stages if _overrides(s, "on_request"))
         self._request_after_auth = tuple(s for s in self._request if s is not (self.stages[0] if self.stages else None))
@@ -110,6 +111,9 @@ class Chain:
         await asyncio.shield(self._complete_all(ex))
 
     async def _complete_all(self, ex: Exchange) -> None:
+        if self._metrics is not None:
+            for d in ex.decisions:
+                self._metrics.decision(d.stage, d.decision, ex.tenant_id)
         for s in self._complete:
             try:
                 await s.on_complete(ex)

@@ -120,3 +120,20 @@ async def test_stages_without_hooks_are_not_called():
     ex = make_exchange(make_policy(), {})
     ev = Event(kind="sse", data="x")
     assert await chain.run_event(ex, ev) == [ev]
+
+
+async def test_decisions_are_counted_in_metrics():
+    from proxy.metrics import Metrics
+    metrics = Metrics()
+
+    class Decider(Stage):
+        type = "decider"
+
+        async def on_request(self, ex):
+            ex.decide("decider", "flag", score=0.7)
+
+    chain = Chain([Decider(None, make_policy(), make_services())], metrics)
+    ex = make_exchange(make_policy(), {})
+    await chain.run_request(ex)
+    await chain.run_complete(ex)
+    assert metrics.registry.get_sample_value("ramparts_stage_decisions_total", {"stage": "decider", "decision": "flag"}) == 1
