@@ -58,11 +58,17 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
 
 
 def _raw32(data: bytes, what: str) -> bytes:
-    for decode in (bytes.fromhex, base64.b64decode):
-        try:
-            raw = decode(data.decode("ascii") if decode is bytes.fromhex else data)
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            continue
+    text = data.decode("ascii", "replace")
+    candidates = []
+    try:
+        candidates.append(bytes.fromhex(text))
+    except ValueError:
+        pass
+    try:
+        candidates.append(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        pass
+    for raw in candidates:
         if len(raw) == 32:
             return raw
     raise KeyLoadError(f"an Ed25519 {what} key must be PEM or 32 raw bytes in hex/base64")

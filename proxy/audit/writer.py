@@ -118,8 +118,19 @@ class AuditWriter:
         if self._task is not None:
             await self._task
             self._task = None
-        await asyncio.to_thread(self._final)
-        self._closed = True
+        async with self._io:
+            # From here on nothing awaits: records that arrived while the task wound down, and
+            # any that arrive later (inline in submit), are written on this thread, in order.
+            self._closed = True
+            leftover = list(self._queue)
+            self._queue.clear()
+            if leftover:
+                try:
+                    self._write_batch(leftover)
+                except OSError:
+                    log.exception("audit sink unwritable at shutdown: %d records lost", len(leftover))
+                    self._fail_count()
+            self._final()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is written (tests, the demo)."""

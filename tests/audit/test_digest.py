@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import hashlib
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.audit.digest import ResponseDigest, strings_digest, texts_of
+from tests.harness import chat_body, chat_chunk
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_text, max_size=8))
+def test_fast_prompt_digest_is_rfc8785(texts):
+    assert strings_digest(texts) == hashlib.sha256(rfc8785.dumps(texts)).hexdigest()
+
+
+def test_prompt_carriers_in_order():
+    body = {"model": "m", "messages": [{"role": "system", "content": "sys"},
+                                        {"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+    assert texts_of("chat", body) == ["sys", "hi"]
+    assert texts_of("embeddings", {"input": ["a", "b"]}) == ["a", "b"]
+    assert texts_of("chat", None) == []
+
+
+def test_stream_and_body_give_the_same_response_digest():
+    """I2 parity: one verdict whatever the transport."""
+    body = ResponseDigest()
+    body.feed(chat_body("Hello there, world"))
+    stream = ResponseDigest()
+    for piece in ("Hel", "lo there", ", world"):
+        stream.feed(chat_chunk(piece))
+    stream.feed(chat_chunk(finish="stop"))
+    assert body.hexdigest() == stream.hexdigest() and stream.chars == 18
+    expected = hashlib.sha256(rfc8785.dumps({"0:content:-1": hashlib.sha256(b"Hello there, world").hexdigest()})).hexdigest()
+    assert body.hexdigest() == expected
+
+
+def test_slots_are_separate_and_text_kept_only_on_request():
+    d = ResponseDigest(keep_text=True)
+    d.feed(chat_chunk("a", index=0))
+    d.feed(chat_chunk("b", index=1))
+    d.feed(chat_chunk(tool_args='{"x":1}'))
+    assert d.texts() == {"0:content:-1": "a", "1:content:-1": "b", "0:tool_arguments:0": '{"x":1}'}
+    plain = ResponseDigest()
+    plain.feed(chat_chunk("a"))
+    assert plain.texts() == {} and ResponseDigest().hexdigest() is None

@@ -1,0 +1,169 @@
+"""The background sink: never blocks, never drops silently, survives crashes and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import orjson
+import pytest
+
+from proxy.audit import verify
+from proxy.audit.writer import AuditWriter, WriterOptions
+from proxy.metrics import Metrics
+from tests.audit.conftest import chain_file, exchange_body, read_lines, write_log
+
+
+async def test_records_are_chained_in_submit_order(tmp_path, signer):
+    await write_log(tmp_path, signer, 50, batch=7)
+    entries = [orjson.loads(line) for line in read_lines(chain_file(tmp_path))]
+    assert [e["seq"] for e in entries] == list(range(51))
+    assert [e["request_id"] for e in entries[1:]] == [f"req-{i}" for i in range(50)]
+    assert all(b["prev"] == a["hash"] for a, b in zip(entries, entries[1:]))
+
+
+async def test_submit_never_touches_disk(tmp_path, signer):
+    """The request path appends to memory only: a write error cannot surface in submit()."""
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions())
+    await w.start()
+    t0 = time.perf_counter()
+    for i in range(2000):
+        assert w.submit(exchange_body(i)) is True
+    per_call = (time.perf_counter() - t0) / 2000
+    assert per_call < 50e-6, per_call
+    await w.stop()
+    assert len(read_lines(chain_file(tmp_path))) == 2001
+
+
+async def test_checkpoint_by_count_and_time(tmp_path, signer, keyring):
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(checkpoint_every=5, checkpoint_interval_s=0.05))
+    await w.start()
+    for i in range(5):
+        w.submit(exchange_body(i))
+    await w.flush()
+    await asyncio.sleep(0.01)
+    cps = read_lines(tmp_path / "checkpoints" / "c1.jsonl")
+    assert len(cps) == 1 and orjson.loads(cps[0])["count"] == 6  # header + 5
+    w.submit(exchange_body(99))
+    await asyncio.sleep(0.2)  # idle: the timer writes the next one
+    cps = read_lines(tmp_path / "checkpoints" / "c1.jsonl")
+    assert len(cps) == 2 and orjson.loads(cps[1])["first_seq"] == 6
+    await w.stop()
+    assert verify.verify_dir(tmp_path, keyring).status == verify.OK
+
+
+async def test_sink_write_failure_keeps_records_and_reports_unhealthy(tmp_path, signer, keyring):
+    """A failed append is truncated back and retried: no gap, no duplicate, alarm metrics set."""
+    metrics = Metrics()
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(), metrics)
+    await w.start()
+    w.submit(exchange_body(0))
+    await w.flush()
+    real_write = os.write
+    fail = {"on": True}
+
+    def flaky(fd, data):
+        if fail["on"]:
+            real_write(fd, bytes(data[:10]))  # a partial write, then the disk says no
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    os.write = flaky
+    try:
+        for i in range(1, 4):
+            w.submit(exchange_body(i))
+        for _ in range(200):
+            if w.failing:
+                break
+            await asyncio.sleep(0.005)
+        assert w.failing and w.overloaded and w.depth == 3
+        assert metrics.audit_sink_healthy._value.get() == 0
+        assert metrics.audit_failures._value.get() >= 1
+        fail["on"] = False
+    finally:
+        os.write = real_write
+    await w.flush()
+    assert not w.failing and metrics.audit_sink_healthy._value.get() == 1
+    await w.stop()
+    rep = verify.verify_dir(tmp_path, keyring)
+    assert rep.status == verify.OK and rep.chains[0].entries == 5
+
+
+async def test_read_only_directory_is_an_alarm_not_a_crash(tmp_path, signer):
+    metrics = Metrics()
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(), metrics)
+    await w.start()
+    w.submit(exchange_body(0))
+    await w.flush()
+    os.close(w._state.fd)  # the sink's file goes away underneath (read-only remount, revoked volume)
+    w._state.fd = os.open(os.devnull, os.O_RDONLY)
+    w.submit(exchange_body(1))
+    for _ in range(200):
+        if w.failing:
+            break
+        await asyncio.sleep(0.005)
+    assert w.failing and w.depth == 1
+    assert metrics.audit_failures._value.get() >= 1
+
+
+async def test_hard_limit_drop_is_counted_and_logged(tmp_path, signer, caplog):
+    metrics = Metrics()
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(queue_size=2, hard_limit=3), metrics)
+    # not started: nothing drains the queue
+    assert [w.submit(exchange_body(i)) for i in range(4)] == [True, True, True, False]
+    assert w.overloaded and w.dropped == 1
+    assert metrics.audit_failures._value.get() == 1
+    assert "req-3" in caplog.text
+
+
+async def test_late_record_after_stop_is_written_inline(tmp_path, signer, keyring):
+    """SIGTERM: stop() flushed; an exchange that completes after that is still written."""
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions())
+    await w.start()
+    w.submit(exchange_body(0))
+    await w.stop()
+    assert w.submit(exchange_body(1)) is True
+    rep = verify.verify_dir(tmp_path, keyring)
+    assert rep.status == verify.OK and rep.chains[0].entries == 3
+
+
+async def test_restart_resumes_the_chain_and_the_merkle_period(tmp_path, signer, keyring):
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(checkpoint_every=1000))
+    await w.start()
+    for i in range(4):
+        w.submit(exchange_body(i))
+    await w.flush()
+    # crash: no stop(), no final checkpoint; the lock dies with the process
+    os.close(w._lock_fd)
+    w._task.cancel()
+    w2 = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(checkpoint_every=1000))
+    await w2.start()
+    w2.submit(exchange_body(10))
+    await w2.stop()
+    rep = verify.verify_dir(tmp_path, keyring)
+    assert rep.status == verify.OK
+    assert rep.chains[0].checkpoints_matched == 1 and rep.chains[0].entries == 6
+
+
+async def test_second_writer_on_the_same_host_gets_its_own_chain(tmp_path, signer, keyring):
+    a = AuditWriter(tmp_path, None, signer, {}, WriterOptions())
+    b = AuditWriter(tmp_path, None, signer, {}, WriterOptions())
+    await a.start()
+    await b.start()
+    assert a.chain_id != b.chain_id and b.chain_id.endswith(f"-{os.getpid()}")
+    a.submit(exchange_body(0))
+    b.submit(exchange_body(1))
+    await a.stop()
+    await b.stop()
+    rep = verify.verify_dir(tmp_path, keyring)
+    assert rep.status == verify.OK and len(rep.chains) == 2
+
+
+async def test_configured_chain_id_is_exclusive(tmp_path, signer):
+    a = AuditWriter(tmp_path, "pod-1", signer, {}, WriterOptions())
+    await a.start()
+    b = AuditWriter(tmp_path, "pod-1", signer, {}, WriterOptions())
+    with pytest.raises(OSError):
+        await b.start()
+    await a.stop()
