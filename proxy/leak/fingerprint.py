@@ -1,0 +1,121 @@
+"""System-prompt fingerprint: word n-gram shingles of the prompt, matched over the output.
+
+Text is reduced to casefolded words (letters and digits), so whitespace, line
+breaks, markdown (`**`, `#`, `>`, backticks, list dashes) and punctuation do not
+hide a copy. The output leaks the prompt when, in some window of `window`
+consecutive output shingles, at least `threshold` of them are shingles of the
+prompt (default: 90 % of 12 shingles of 5 words, i.e. ~16 copied words). This
+catches verbatim and lightly reformatted copies, not paraphrases.
+
+Streaming: while a run of output could still grow into such a window (too few
+misses so far) it is held back; as soon as it cannot, it is released.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import regex
+
+from proxy.leak.hit import Hit
+
+_WORD = regex.compile(r"[^\W_]+")
+MIN_WORDS = 4  # shorter prompts carry too little signal: use canaries for them
+
+Word = tuple[int, int, str]  # start, end, casefolded text
+
+
+def words_in(text: str, start: int = 0) -> list[Word]:
+    return [(m.start(), m.end(), m.group().casefold()) for m in _WORD.finditer(text, start)]
+
+
+class PromptFingerprint:
+    """Compiled once per prompt text (per tenant at startup; per request for sent system prompts)."""
+
+    __slots__ = ("n", "window", "need", "shingles", "grams", "prefixes", "max_word")
+
+    def __init__(self, text: str, shingle: int = 5, window: int = 12, threshold: float = 0.9) -> None:
+        ws = [w for _, _, w in words_in(text)]
+        if len(ws) < MIN_WORDS:
+            raise ValueError(f"a fingerprinted prompt needs at least {MIN_WORDS} words")
+        n = self.n = min(shingle, len(ws))
+        positions = len(ws) - n + 1
+        self.window = max(1, min(window, positions))
+        self.need = max(1, math.ceil(threshold * self.window - 1e-9))
+        self.shingles = frozenset(tuple(ws[i:i + n]) for i in range(positions))
+        # k-grams (k < n): the words at the end of the buffer may be the start of a shingle.
+        self.grams = frozenset(tuple(ws[i:i + k]) for k in range(1, n) for i in range(len(ws) - k + 1))
+        self.prefixes = frozenset(w[:j] for w in set(ws) for j in range(1, len(w) + 1))
+        self.max_word = max(len(w) for w in ws)
+
+    @property
+    def max_span(self) -> int:
+        return (self.window + self.n) * (self.max_word + 16)
+
+    def scan(self, words: Sequence[Word], open_word: bool, end: int, final: bool) -> tuple[list[tuple[int, int]], int]:
+        """Leaked spans (start, end) among `words`, and where a leak may still be forming."""
+        done = words[:-1] if open_word else words
+        n, W, need = self.n, self.window, self.need
+        texts = [w for _, _, w in done]
+        shingles = self.shingles
+        matched = [tuple(texts[p:p + n]) in shingles for p in range(len(texts) - n + 1)]
+        spans: list[tuple[int, int]] = []
+        if len(matched) >= W:
+            count = sum(matched[:W])
+            for j in range(len(matched) - W + 1):
+                if j:
+                    count += matched[j + W - 1] - matched[j - 1]
+                if count >= need:
+                    first = next(p for p in range(j, j + W) if matched[p])
+                    last = next(p for p in range(j + W - 1, j - 1, -1) if matched[p])
+                    s, e = done[first][0], done[last + n - 1][1]
+                    if spans and s <= spans[-1][1]:
+                        spans[-1] = (spans[-1][0], max(e, spans[-1][1]))
+                    else:
+                        spans.append((s, e))
+        if final:
+            return spans, end
+        hold = end
+        # (a) a run of matched shingles that could still fill a window.
+        allowed, misses = W - need, 0
+        for p in range(len(matched) - 1, max(-1, len(matched) - W), -1):
+            if not matched[p]:
+                misses += 1
+                if misses > allowed:
+                    break
+            else:
+                hold = min(hold, done[p][0])
+        # (b) the last words may begin a shingle; an unfinished word may be a prompt word.
+        for k in range(min(n - 1, len(texts)), 0, -1):
+            if tuple(texts[-k:]) in self.grams:
+                hold = min(hold, done[-k][0])
+                break
+        if open_word and words[-1][2] in self.prefixes:
+            hold = min(hold, words[-1][0])
+        return spans, hold
+
+
+class FingerprintDetector:
+    """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
+
+    __slots__ = ("name", "max_span", "_prints")
+
+    def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
+        self.name = "system_prompt"
+        self._prints = tuple(prints)
+        self.max_span = max((p.max_span for p in self._prints), default=0)
+
+    def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
+        words = words_in(text, start)
+        n = len(text)
+        if not words:
+            return [], n
+        open_word = not final and words[-1][1] == n
+        hits: list[Hit] = []
+        hold = n
+        for fp in self._prints:
+            spans, h = fp.scan(words, open_word, n, final)
+            hits.extend(Hit(self.name, "system_prompt", s, e) for s, e in spans)
+            hold = min(hold, h)
+        return hits, hold

@@ -1,0 +1,141 @@
+"""Compile the stage's settings and the policy's tenants once into per-tenant detector sets."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import regex
+
+from proxy.leak.fingerprint import FingerprintDetector, PromptFingerprint
+from proxy.leak.identifier import IdentifierIndex
+from proxy.leak.literal import trie_pattern, word_literals
+from proxy.leak.markup import ansi_detector, image_detector
+from proxy.leak.pattern import PatternDetector
+from proxy.leak.scanner import Detector, SlotScanner
+from proxy.leak.secret import secret_detector
+from proxy.leak.settings import DEFAULT_ACTIONS, ModerationSettings, PromptSettings
+
+OVERFLOW_MARKER = "[REDACTED:overflow]"
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """What the policy says about one tenant (from policy.tenants)."""
+
+    system_prompt: str | None
+    identifiers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TenantRules:
+    tenant: str
+    detectors: tuple[Detector, ...]  # everything but the per-request fingerprint
+    prints: tuple[PromptFingerprint, ...]  # the tenant's configured system prompt
+    actions: Mapping[str, str]
+    markers: Mapping[str, str]
+    prompt: PromptSettings
+    max_hold: int
+
+    def scanner(self, request_prints: Iterable[PromptFingerprint] = ()) -> SlotScanner:
+        dets = list(self.detectors)
+        prints = self.prints + tuple(request_prints)
+        if prints and self.actions.get("system_prompt") != "off":
+            dets.append(FingerprintDetector(prints))
+        hold = max([self.max_hold] + [d.max_span for d in dets])
+        return SlotScanner(dets, self.actions, self.markers, hold)
+
+
+def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, TenantRules]:
+    """`config`: the stage's LeakConfig. Raises ValueError for settings that name unknown tenants."""
+    unknown = sorted(set(config.tenants) - set(tenants))
+    if unknown:
+        raise ValueError(f"leak: tenants {unknown} are not in the policy")
+    base_actions = {**DEFAULT_ACTIONS, **config.actions.given()}
+    secrets = secret_detector([(p.name, p.regex, p.max_len) for p in config.secrets.patterns], config.secrets.builtin)
+    index = IdentifierIndex({
+        tid: tuple(info.identifiers) + ((tid,) if config.cross_tenant.tenant_ids else ())
+        for tid, info in tenants.items()
+    })
+    ansi = ansi_detector()
+    out: dict[str, TenantRules] = {}
+    for tid, info in tenants.items():
+        own = config.tenants.get(tid)
+        actions = {**base_actions, **(own.actions.given() if own else {})}
+        markers = {d: f"[REDACTED:{d}]" for d in actions}
+        markers["ansi"] = ""  # escapes are stripped, not marked
+        markers["overflow"] = OVERFLOW_MARKER
+        markers.update(config.markers)
+        dets: list[Detector] = []
+        on = lambda d: actions.get(d) != "off"  # noqa: E731
+        if on("secret") and secrets is not None:
+            dets.append(secrets)
+        if on("cross_tenant"):
+            d = index.detector_for(tid)
+            if d is not None:
+                dets.append(d)
+        canaries = list(config.canaries) + (list(own.canaries) if own else [])
+        if on("canary") and canaries:
+            dets.append(PatternDetector("canary", regex.compile("(?i:" + trie_pattern(sorted({c.casefold() for c in canaries})) + ")"),
+                                        max(len(c) for c in canaries)))
+        mod = _moderation(config.moderation, own.moderation if own else None)
+        if on("moderation") and mod is not None:
+            dets.append(mod)
+        if on("markdown_image"):
+            dets.append(image_detector(list(config.markdown_image.allow_hosts) + (list(own.allow_image_hosts) if own else [])))
+        if on("ansi"):
+            dets.append(ansi)
+        prints: tuple[PromptFingerprint, ...] = ()
+        if on("system_prompt") and info.system_prompt:
+            prints = (fingerprint(info.system_prompt, config.system_prompt),)
+        out[tid] = TenantRules(tid, tuple(dets), prints, actions, markers, config.system_prompt,
+                               config.max_hold_chars)
+    return out
+
+
+def fingerprint(text: str, s: PromptSettings) -> PromptFingerprint:
+    return PromptFingerprint(text, s.shingle, s.window, s.threshold)
+
+
+def _moderation(common: ModerationSettings, own: ModerationSettings | None) -> PatternDetector | None:
+    terms = list(common.terms) + (list(own.terms) if own else [])
+    pats = list(common.patterns) + (list(own.patterns) if own else [])
+    parts, kinds, longest = [], [], 0
+    if terms:
+        parts.append("(?P<term>" + word_literals(terms).pattern + ")")
+        kinds.append("term")
+        longest = max(len(t) for t in terms) + 1
+    for p in pats:
+        parts.append(f"(?P<{p.name}>{p.regex})")
+        kinds.append(p.name)
+        longest = max(longest, p.max_len)
+    if not parts:
+        return None
+    return PatternDetector("moderation", regex.compile("|".join(parts)), longest, kinds=tuple(kinds))
+
+
+class PrintCache:
+    """Request system prompts repeat (same app, same prompt): compile each once, LRU-bounded."""
+
+    __slots__ = ("_settings", "_size", "_items")
+
+    def __init__(self, settings: PromptSettings, size: int = 256) -> None:
+        self._settings = settings
+        self._size = size
+        self._items: OrderedDict[bytes, PromptFingerprint | None] = OrderedDict()
+
+    def get(self, text: str) -> PromptFingerprint | None:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        try:
+            fp: PromptFingerprint | None = fingerprint(text, self._settings)
+        except ValueError:
+            fp = None  # too short to fingerprint
+        self._items[key] = fp
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return fp

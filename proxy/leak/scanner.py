@@ -1,0 +1,128 @@
+"""One text stream (one choice's content, one tool call's arguments, ...) through every detector.
+
+`feed` returns what may be emitted now: the text before the earliest point where
+any detector's match may still be forming, with `redact` hits replaced by their
+marker. A `replace` or `block` hit stops the stream: the text before it is the
+last thing emitted. Held text is bounded by `max_hold`; if a would-be match grows
+past it, the overflow is redacted (fail closed), never released unscanned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
+
+from proxy.leak.hit import SEVERITY, Hit
+
+_CONTEXT = 8  # released characters kept so look-behinds (word boundaries) see what came before
+
+
+class Detector(Protocol):
+    name: str
+    max_span: int
+
+    def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
+        """Complete hits in text[start:] and the index from which a match may still form."""
+
+
+@dataclass(slots=True)
+class Scan:
+    text: str  # what may be emitted now
+    hits: list[tuple[Hit, str]] = field(default_factory=list)  # (hit, action) applied, for decisions
+    stop: str | None = None  # "replace" | "block": nothing after `text` may be emitted
+
+
+class SlotScanner:
+    __slots__ = ("_detectors", "_actions", "_markers", "_max_hold", "_held", "_ctx", "stopped")
+
+    def __init__(self, detectors: Sequence[Detector], actions: Mapping[str, str],
+                 markers: Mapping[str, str], max_hold: int) -> None:
+        self._detectors = detectors
+        self._actions = actions
+        self._markers = markers
+        self._max_hold = max_hold
+        self._held = ""
+        self._ctx = ""
+        self.stopped = False
+
+    @property
+    def held(self) -> str:
+        return self._held
+
+    def feed(self, text: str) -> Scan:
+        if self.stopped:
+            return Scan("")
+        if not self._held and not text:
+            return Scan("")
+        return self._run(self._held + text, final=False)
+
+    def finish(self) -> Scan:
+        """The stream ended: judge everything held, partial matches included."""
+        if self.stopped or not self._held:
+            self._held = ""
+            return Scan("")
+        return self._run(self._held, final=True)
+
+    def _run(self, buf: str, final: bool) -> Scan:
+        base = len(self._ctx)
+        text = self._ctx + buf
+        n = len(text)
+        hold = n
+        hits: list[Hit] = []
+        for d in self._detectors:
+            found, h = d.scan(text, base, final)
+            hits.extend(found)
+            if h < hold:
+                hold = h
+        if hold < n - self._max_hold:
+            # A would-be match longer than any pattern allows: redact the overflow.
+            cut = n - self._max_hold
+            hits.append(Hit("overflow", "hold_limit", hold, cut))
+            hold = cut
+        actions = self._actions
+        hits = _merge([h for h in hits if actions.get(h.detector, "redact") != "off"], actions)
+        stop = next((h for h in hits if actions.get(h.detector, "redact") in ("replace", "block")), None)
+        if stop is not None:
+            self.stopped = True
+            self._held = ""
+            upto = min(hold, stop.start)
+            shown = [h for h in hits if h.end <= upto]
+            return Scan(self._render(text, base, upto, shown), [(h, actions.get(h.detector, "redact")) for h in shown]
+                        + [(stop, actions[stop.detector])], actions[stop.detector])
+        # A hit that runs into the held part waits: it is found again, whole, next time.
+        for h in hits:
+            if h.start < hold < h.end:
+                hold = h.start
+        shown = [h for h in hits if h.end <= hold]
+        out = self._render(text, base, hold, shown)
+        self._held = text[hold:]
+        self._ctx = text[max(0, hold - _CONTEXT):hold]
+        return Scan(out, [(h, actions.get(h.detector, "redact")) for h in shown])
+
+    def _render(self, text: str, base: int, upto: int, hits: list[Hit]) -> str:
+        if not hits:
+            return text[base:upto]
+        parts, last = [], base
+        for h in hits:
+            if h.start > last:
+                parts.append(text[last:h.start])
+            parts.append(self._markers.get(h.detector, "[redacted]"))
+            last = max(last, h.end)
+        parts.append(text[last:upto])
+        return "".join(parts)
+
+
+def _merge(hits: list[Hit], actions: Mapping[str, str]) -> list[Hit]:
+    """Sort by start; overlapping hits become one with the strictest action's detector."""
+    if len(hits) < 2:
+        return hits
+    hits.sort(key=lambda h: (h.start, -h.end))
+    out = [hits[0]]
+    for h in hits[1:]:
+        prev = out[-1]
+        if h.start < prev.end:
+            stricter = h if SEVERITY[actions.get(h.detector, "redact")] > SEVERITY[actions.get(prev.detector, "redact")] else prev
+            out[-1] = Hit(stricter.detector, stricter.kind, prev.start, max(prev.end, h.end))
+        else:
+            out.append(h)
+    return out

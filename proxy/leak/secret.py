@@ -1,0 +1,124 @@
+"""Credential shapes: provider keys, cloud keys, tokens, private keys, generic high-entropy assignments.
+
+One compiled alternation (one pass per scan); each alternative is a named group so
+a hit says which kind it was without carrying the value. The policy can add its
+own (name, regex, max_len) patterns; they join the same pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable
+
+import orjson
+import regex
+
+from proxy.leak.hit import Hit
+from proxy.leak.pattern import PatternDetector
+
+# A key never starts in the middle of a word: "task-..." is not "sk-...".
+_B = r"(?<![A-Za-z0-9_\-])"
+
+# name -> (pattern, longest match in characters)
+BUILTIN: dict[str, tuple[str, int]] = {
+    "anthropic_key": (_B + r"sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\-]{20,200}", 220),
+    "openai_key": (_B + r"sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}", 220),
+    "stripe_key": (_B + r"(?:sk|rk)_live_[0-9A-Za-z]{20,200}", 210),
+    "aws_access_key": (_B + r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Z])", 20),
+    "github_token": (_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})", 270),
+    "slack_token": (_B + r"xox[baprse]-[A-Za-z0-9\-]{10,250}", 260),
+    "google_api_key": (_B + r"AIza[0-9A-Za-z_\-]{35}", 39),
+    "private_key": (r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s:,\\\-]{0,8192}"
+                    r"(?:-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?", 8400),
+    "jwt": (_B + r"eyJ[A-Za-z0-9_\-]{8,4096}\.eyJ[A-Za-z0-9_\-]{8,4096}\.[A-Za-z0-9_\-]{8,4096}", 12300),
+    # password = "...", aws_secret_access_key: ..., "client_secret": "..."
+    # The keyword may follow "_" or "-" (aws_secret_access_key) but not a letter: "this" is not "s...".
+    "generic_secret": (r"(?i:(?<![A-Za-z0-9])(?:(?:api|access|auth|client|private|secret)[_\-]?(?:key|secret|token)"
+                       r"|secret|passwd|password|token)[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?)"
+                       r"(?P<value>[A-Za-z0-9/+_\-.=~]{16,256})", 320),
+}
+
+# Shapes providers print in error bodies ("Incorrect API key provided: sk-proj-****abcd").
+_KEY_FRAGMENT = regex.compile(
+    r"(?<![A-Za-z0-9])(?:sk|rk|pk)[-_][A-Za-z0-9_*.\-]{2,}|(?<![A-Za-z0-9])key-[A-Za-z0-9*]{8,}"
+    r"|(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z*]{8,}|\*{4,}[A-Za-z0-9]{2,8}")
+
+
+def entropy(s: str) -> float:
+    """Shannon entropy in bits per character."""
+    if not s:
+        return 0.0
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def _looks_random(m: "regex.Match[str]") -> bool:
+    v = m.group("value")
+    # Words and paths ("password=correcthorsebattery") are low entropy or letter-only.
+    return entropy(v) >= 3.5 and any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
+
+
+def secret_detector(extra: Iterable[tuple[str, str, int]] = (), builtin: bool = True) -> PatternDetector | None:
+    """One pass over all built-in and policy patterns. `extra`: (name, regex, max_len)."""
+    parts: list[str] = []
+    kinds: list[str] = []
+    longest = 0
+    table = list(BUILTIN.items()) if builtin else []
+    for name, (pat, max_len) in table + [(n, (p, m)) for n, p, m in extra]:
+        parts.append(f"(?P<{name}>{pat})")
+        kinds.append(name)
+        longest = max(longest, max_len)
+    if not parts:
+        return None
+    return PatternDetector("secret", regex.compile("|".join(parts)), longest, kinds=tuple(kinds),
+                           validate={"generic_secret": _looks_random})
+
+
+def check_pattern(pat: str) -> None:
+    """Raise ValueError if a policy pattern does not compile or can match the empty string."""
+    try:
+        p = regex.compile(pat)
+    except regex.error as e:
+        raise ValueError(f"invalid regex: {e}") from e
+    if p.fullmatch("") is not None:
+        raise ValueError("the pattern matches the empty string")
+    if p.groups:
+        raise ValueError("use non-capturing groups (?:...) in policy patterns")
+
+
+def redact_text(text: str, detector: PatternDetector | None, marker: str = "[redacted]") -> tuple[str, list[Hit]]:
+    """Whole-text redaction (no streaming): every secret and key fragment becomes `marker`."""
+    hits: list[Hit] = []
+    if detector is not None:
+        hits, _ = detector.scan(text, 0, final=True)
+    out, last = [], 0
+    for h in hits:
+        out.append(text[last:h.start])
+        out.append(marker)
+        last = h.end
+    out.append(text[last:])
+    return _KEY_FRAGMENT.sub(marker, "".join(out)), hits
+
+
+def scrub_error_body(body: bytes, detector: PatternDetector | None = None) -> bytes:
+    """An upstream error body with every key and key fragment replaced (JSON kept JSON)."""
+    det = detector if detector is not None else _DEFAULT
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return redact_text(body.decode("utf-8", "replace"), det)[0].encode()
+    return orjson.dumps(_scrub_json(obj, det))
+
+
+def _scrub_json(obj, det):
+    if isinstance(obj, str):
+        return redact_text(obj, det)[0]
+    if isinstance(obj, dict):
+        return {k: _scrub_json(v, det) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scrub_json(v, det) for v in obj]
+    return obj
+
+
+_DEFAULT = secret_detector()

@@ -1,0 +1,176 @@
+"""Stage `leak`: output leak filtering on the stream with a bounded hold-back.
+
+Detectors (proxy/leak/): secrets, the system prompt's fingerprint (the tenant's
+configured one and the one sent in the request), canaries, other tenants'
+identifiers, per-tenant moderation terms, markdown-image exfiltration, ANSI
+escapes. Per detector and per tenant the action is redact | replace | block | off.
+
+Position: after `pii` in the pipeline. Request hooks run in policy order, so the
+system prompt this stage fingerprints is already tokenized by pii; response hooks
+run in reverse, so this stage sees the answer before pii restores it. Both sides
+are in the same (tokenized) form, and the user's own PII is never mistaken for a leak.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from pydantic import Field
+
+from proxy.leak.cut import cut_body_choice, cut_chunk, drop_choices, is_empty_chunk
+from proxy.leak.flow import LeakFlow
+from proxy.leak.hit import LeakBlocked
+from proxy.leak.rules import PrintCache, TenantInfo, compile_rules
+from proxy.leak.secret import scrub_error_body, secret_detector
+from proxy.leak.settings import (Actions, CrossTenantSettings, ImageSettings, ModerationSettings, PromptSettings,
+                                 SecretSettings, TenantLeakSettings)
+from proxy.pipeline.deny import Deny, DenyError
+from proxy.pipeline.exchange import Exchange
+from proxy.pipeline.stage import Stage, StageConfig
+from proxy.wire.event import Event
+from proxy.wire.openai import get_at, request_carriers
+from proxy.wire.text_stream import TextStreamEditor
+
+_TEXT_ROUTES = ("chat", "completions")
+
+
+class LeakConfig(StageConfig):
+    type: str = "leak"
+    actions: Actions = Actions()
+    tenants: dict[str, TenantLeakSettings] = {}
+    replace_message: str = Field("I can't share that.", max_length=2000)
+    markers: dict[str, str] = {}  # detector -> marker; default "[REDACTED:<detector>]", ansi ""
+    secrets: SecretSettings = SecretSettings()
+    system_prompt: PromptSettings = PromptSettings()
+    canaries: list[str] = []
+    cross_tenant: CrossTenantSettings = CrossTenantSettings()
+    markdown_image: ImageSettings = ImageSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    max_hold_chars: int = Field(16384, ge=256, le=1_048_576)
+
+
+class LeakStage(Stage):
+    type = "leak"
+    Config = LeakConfig
+
+    def __init__(self, config, policy, services) -> None:
+        super().__init__(config, policy, services)
+        infos = {tid: TenantInfo(t.config.system_prompt, tuple(t.config.identifiers)) for tid, t in policy.tenants.items()}
+        self._rules = compile_rules(config, infos)
+        self._prints = PrintCache(config.system_prompt)
+        self._error_secrets = secret_detector([(p.name, p.regex, p.max_len) for p in config.secrets.patterns])
+
+    async def on_request(self, ex: Exchange) -> Deny | None:
+        """Fingerprint the system/developer messages the request sends (already pii-tokenized)."""
+        rules = self._rules.get(ex.tenant_id or "")
+        if rules is None or ex.route not in _TEXT_ROUTES or not isinstance(ex.body, dict):
+            return None
+        prints = []
+        if self.config.system_prompt.request and rules.actions.get("system_prompt") != "off":
+            sent = [get_at(ex.body, c.path) for c in request_carriers(ex.route, ex.body) if c.is_system]
+            text = "\n".join(s for s in sent if isinstance(s, str))[: self.config.system_prompt.max_request_chars]
+            fp = self._prints.get(text) if text.strip() else None
+            if fp is not None:
+                prints.append(fp)
+        flow = LeakFlow(rules, prints)
+        ex.state[self.type] = (flow, TextStreamEditor(flow.rewriter))
+        return None
+
+    async def on_response_event(self, ex: Exchange, event: Event) -> list[Event]:
+        """Scan the answer's text slots; emit only what no match may still need.
+
+        Error bodies (status >= 400) are scrubbed of keys and key fragments. A `block`
+        hit raises DenyError (before headers: an error response; after: a final SSE
+        error event, no [DONE]); `replace` ends the choice with content_filter.
+        """
+        if ex.response_status is not None and ex.response_status >= 400:
+            self._scrub_error(ex, event)
+            return [event]
+        state = ex.state.get(self.type)
+        if state is None:
+            return [event]
+        flow, editor = state
+        t = time.perf_counter()
+        try:
+            out = self._edit(ex, flow, lambda: editor.edit(event), event)
+        finally:
+            self.services.metrics.stage_seconds.labels(self.type).observe(time.perf_counter() - t)
+        return out
+
+    async def on_response_end(self, ex: Exchange) -> list[Event]:
+        """The upstream ended (with or without [DONE]): judge and flush every held slot."""
+        state = ex.state.get(self.type)
+        if state is None:
+            return []
+        flow, editor = state
+        return self._edit(ex, flow, editor.end, None)
+
+    def _edit(self, ex: Exchange, flow: LeakFlow, run, event: Event | None) -> list[Event]:
+        try:
+            out = run()
+        except LeakBlocked as e:
+            self._record(ex, flow)
+            raise DenyError(Deny(403, "the answer was withheld: it contained content this tenant may not receive",
+                                 "permission_error", "output_blocked", reason=f"leak_{e.hit.detector}")) from None
+        self._record(ex, flow)
+        if not flow.cut:
+            return out
+        return self._reshape(ex, flow, out, event)
+
+    def _reshape(self, ex: Exchange, flow: LeakFlow, out: list[Event], event: Event | None) -> list[Event]:
+        """Cut choices: content_filter now, nothing of theirs later."""
+        newly = flow.take_cut()
+        earlier = flow.cut.difference(newly)
+        kept: list[Event] = []
+        template = None
+        for ev in out:
+            payload = ev.payload
+            if ev.kind == "body":
+                if any([cut_body_choice(payload, i, self.config.replace_message) for i in newly]):
+                    ev.mark_changed()
+                kept.append(ev)
+                continue
+            if isinstance(payload, dict):
+                template = template or payload
+                had = bool(payload.get("choices"))
+                if drop_choices(payload, earlier, newly):
+                    if had and is_empty_chunk(payload):
+                        continue
+                    ev.mark_changed()
+            kept.append(ev)
+        if newly and not (event is not None and event.kind == "body"):
+            tail = [Event.sse_json(cut_chunk(template, i, self.config.replace_message, ex.route)) for i in newly]
+            at = next((k for k, ev in enumerate(kept) if ev.is_done), len(kept))
+            kept[at:at] = tail
+        return kept
+
+    def _record(self, ex: Exchange, flow: LeakFlow) -> None:
+        if not flow.pending:
+            return
+        metrics = self.services.metrics
+        for (detector, kind, action), count in flow.take_hits().items():
+            metrics.leak_hits.labels(detector, action).inc(count)
+            metrics.decision(self.type, action, ex.tenant_id)
+            ex.decide(self.type, action, detector=detector, kind=kind, count=count)
+
+    def _scrub_error(self, ex: Exchange, event: Event) -> None:
+        if event.data is None:
+            return
+        raw = event.data.encode()
+        try:
+            before = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            before = raw
+        clean = scrub_error_body(raw, self._error_secrets)
+        if (clean == raw) if before is raw else (orjson.loads(clean) == before):
+            return
+        try:
+            event.set_payload(orjson.loads(clean))
+        except orjson.JSONDecodeError:
+            event.data, event.raw = clean.decode(), None
+        self.services.metrics.leak_hits.labels("secret", "redact").inc()
+        ex.decide(self.type, "redact", detector="secret", kind="error_body", count=1)
+
+
+STAGE = LeakStage
