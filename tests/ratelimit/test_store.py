@@ -1,0 +1,63 @@
+"""One contract for the three rate-limit stores (memory, embedded SQLite, Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from proxy.budget.ledger import StoreUnavailable
+from proxy.budget.redis_client import make_redis
+from proxy.ratelimit.embedded_store import EmbeddedRateStore
+from proxy.ratelimit.gcra import Limit
+from proxy.ratelimit.redis_store import RedisRateStore
+from proxy.ratelimit.store import MemoryRateStore, open_rate_store
+from tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+
+
+@pytest.fixture(params=["memory", "embedded", "redis"])
+async def store(request, tmp_path):
+    if request.param == "memory":
+        s = MemoryRateStore()
+    elif request.param == "embedded":
+        s = EmbeddedRateStore(tmp_path / "rl.sqlite3")
+    else:
+        srv = request.getfixturevalue("redis_server")
+        s = RedisRateStore(make_redis(srv.url), namespace=f"rl{uuid.uuid4().hex[:8]}")
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def test_burst_under_concurrency_admits_exactly_burst(store):
+    lim = Limit(per_minute=10, burst=10)
+    verdicts = await asyncio.gather(*(store.apply("acme:chat:req", lim, 1, "take") for _ in range(50)))
+    assert sum(v.allowed for v in verdicts) == 10
+    refused = [v for v in verdicts if not v.allowed]
+    assert all(5.0 < v.retry_after <= 6.0 for v in refused)  # the next slot, 6 s apart
+    assert all(v.remaining == 0 for v in refused)
+
+
+async def test_keys_are_independent(store):
+    lim = Limit(per_minute=1, burst=1)
+    assert (await store.apply("acme:chat:req", lim, 1, "take")).allowed
+    assert not (await store.apply("acme:chat:req", lim, 1, "take")).allowed
+    assert (await store.apply("globex:chat:req", lim, 1, "take")).allowed
+    assert (await store.apply("acme:embeddings:req", lim, 1, "take")).allowed
+
+
+async def test_tokens_checked_before_and_debited_after(store):
+    lim = Limit(per_minute=1000, burst=1000)
+    assert (await store.apply("acme:chat:tok", lim, 0, "check")).allowed
+    await store.apply("acme:chat:tok", lim, 1500, "force")  # one request overshoots
+    v = await store.apply("acme:chat:tok", lim, 0, "check")
+    assert not v.allowed and 29.0 < v.retry_after <= 30.1
+
+
+async def test_unreachable_redis_fails_closed():
+    srv = RedisServer()  # never started: nothing listens on its port
+    s = open_rate_store(srv.url, srv.dir, timeout=0.3)
+    with pytest.raises(StoreUnavailable):
+        await s.apply("acme:chat:req", Limit(10, 10), 1, "take")
+    await s.close()
