@@ -1,0 +1,181 @@
+"""The fast detection path: one compiled candidate pass, then Presidio's patterns and validators.
+
+1. One google-re2 pass finds candidate windows: runs of whitespace-separated words that
+   contain a digit or an `@` (every built-in structured type does).
+2. Each window is tried only by the recognizers it can hold (a window with 3 digits
+   cannot be a card) with Presidio's own patterns (compiled once with `re`), then
+   Presidio's `validate_result` / `invalidate_result` (Luhn, IBAN checksum, SSN rules,
+   ip_interface, offline TLD check).
+3. Context words near a hit raise its score like Presidio's context enhancer.
+4. Custom recognizers from the policy scan the whole text (their patterns need not hold
+   a digit); an optional spaCy NER model adds PERSON/LOCATION/...
+5. Scores under the threshold are dropped, overlaps resolved (highest score, then
+   longest), allow-listed values removed.
+
+`Detector.find(text)` returns `Span`s; it is pure and thread-safe (no state per call).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import re2
+from presidio_analyzer import EntityRecognizer, PatternRecognizer
+from presidio_analyzer.predefined_recognizers import IbanRecognizer
+
+from proxy.pii.ner import NER_ENTITIES, SCORE as NER_SCORE, NerModel
+from proxy.pii.recognizer import builtin_recognizers, custom_recognizers
+from proxy.pii.settings import BUILTIN_ENTITIES, DetectionSettings
+
+_WINDOW = re2.compile(r"\S*[\d@]\S*(?:\s\S*[\d@]\S*)*")
+_WINDOW_URL = re2.compile(r"\S*[\d@.:/]\S*(?:\s\S*[\d@.:/]\S*)*")
+_WORD = re.compile(r"\w+")
+_NOT_DIGITS = re.compile(r"\D+")
+CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
+CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
+CONTEXT_BEFORE = 5  # words before a hit that count as context (Presidio: 5)
+CONTEXT_AFTER = 2  # and after it ("416 60 039 office")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+# Which windows a built-in recognizer can match at all: cheap gates before any regex runs.
+Gate = Callable[[str, int], bool]
+_GATES: dict[str, Gate] = {
+    "EMAIL_ADDRESS": lambda w, nd: "@" in w,
+    "PHONE_NUMBER": lambda w, nd: nd >= 7,
+    "CREDIT_CARD": lambda w, nd: nd >= 12,
+    "US_SSN": lambda w, nd: nd >= 9,
+    "IBAN_CODE": lambda w, nd: nd >= 8 and len(w) >= 15,
+    "IP_ADDRESS": lambda w, nd: (nd >= 4 and "." in w) or w.count(":") >= 2,
+    "URL": lambda w, nd: "." in w,
+}
+
+
+class _Compiled:
+    """One recognizer's patterns compiled with `re` (same flags as Presidio's `regex`)."""
+
+    __slots__ = ("rec", "entity", "patterns", "context", "whole_match_groups")
+
+    def __init__(self, rec: PatternRecognizer) -> None:
+        self.rec = rec
+        self.entity = rec.supported_entities[0]
+        flags = 0
+        g = rec.global_regex_flags or 0
+        for name in ("IGNORECASE", "MULTILINE", "DOTALL"):
+            if g & getattr(re, name):
+                flags |= getattr(re, name)
+        self.patterns = [(re.compile(p.regex, flags), p.score) for p in rec.patterns]
+        self.context = frozenset(w.lower() for w in (rec.context or ()))
+        # Presidio's IBAN recognizer tries shorter group ends when the whole match fails.
+        self.whole_match_groups = isinstance(rec, IbanRecognizer)
+
+    def scan(self, text: str, base: int, out: list[Span]) -> None:
+        for rx, pscore in self.patterns:
+            for m in rx.finditer(text):
+                s = m.start()
+                ends = [m.end()]
+                if self.whole_match_groups:
+                    ends = [m.end(g) if m.end(g) > 0 else m.end() for g in range(len(m.groups()), 0, -1)] or ends
+                for e in ends:
+                    found = text[s:e]
+                    if not found:
+                        continue
+                    score = self._score(found, pscore)
+                    if score > 0:
+                        out.append(Span(base + s, base + e, self.entity, score))
+                        break
+
+    def _score(self, found: str, pscore: float) -> float:
+        if self.rec.invalidate_result(found):
+            return 0.0
+        valid = self.rec.validate_result(found)
+        if valid is None:
+            return pscore
+        return EntityRecognizer.MAX_SCORE if valid else 0.0
+
+
+class Detector:
+    """Compiled once per tenant settings; `find(text)` is the hot path."""
+
+    def __init__(self, settings: DetectionSettings, base_dir: Path | None = None) -> None:
+        self.settings = settings
+        customs = custom_recognizers(settings.recognizers)
+        custom_entities = {r.supported_entities[0] for r in customs}
+        self.ner: NerModel | None = NerModel(settings.ner_model, base_dir) if settings.ner_model else None
+        # Custom recognizers' and the NER model's types count as requested.
+        self.entities = frozenset(settings.entities) | custom_entities | (NER_ENTITIES if self.ner else frozenset())
+        self._builtin = [_Compiled(r) for r in builtin_recognizers(frozenset(settings.entities) & BUILTIN_ENTITIES)]
+        self._gated = [(c, _GATES[c.entity]) for c in self._builtin]
+        self._custom = [_Compiled(r) for r in customs]
+        self._window = _WINDOW_URL if "URL" in settings.entities else _WINDOW
+        self._threshold = settings.score_threshold
+        self._contexts: dict[str, frozenset[str]] = {}
+        for c in self._builtin + self._custom:
+            self._contexts[c.entity] = self._contexts.get(c.entity, frozenset()) | c.context
+        self._allow = frozenset(v.casefold() for v in settings.allow_list)
+
+    @property
+    def recognizers(self) -> list[PatternRecognizer]:
+        """The Presidio recognizers this detector runs (the reference engine reuses them)."""
+        return [c.rec for c in self._builtin] + [c.rec for c in self._custom]
+
+    def find(self, text: str) -> list[Span]:
+        if not text:
+            return []
+        cands: list[Span] = []
+        if self._gated:
+            for m in self._window.finditer(text):
+                w = m.group()
+                nd = len(_NOT_DIGITS.sub("", w))
+                for comp, gate in self._gated:
+                    if gate(w, nd):
+                        comp.scan(w, m.start(), cands)
+        for comp in self._custom:
+            comp.scan(text, 0, cands)
+        if self.ner is not None:
+            cands.extend(Span(h.start, h.end, h.entity, NER_SCORE) for h in self.ner.find(text))
+        if not cands:
+            return []
+        lowered = None
+        kept: list[Span] = []
+        for sp in cands:
+            score = sp.score
+            ctx = self._contexts.get(sp.entity)
+            if ctx and score < 1.0:
+                if lowered is None:
+                    lowered = text.lower()
+                if self._has_context(lowered, sp.start, sp.end, ctx):
+                    score = min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN))
+            if score >= self._threshold and score > 0:
+                kept.append(sp if score == sp.score else Span(sp.start, sp.end, sp.entity, score))
+        return self._resolve(text, kept)
+
+    @staticmethod
+    def _has_context(lowered: str, start: int, end: int, ctx: frozenset[str]) -> bool:
+        before = _WORD.findall(lowered, max(0, start - 64), start)[-CONTEXT_BEFORE:]
+        after = _WORD.findall(lowered, end, min(len(lowered), end + 32))[:CONTEXT_AFTER]
+        for word in before + after:
+            if word in ctx:
+                return True
+        return False
+
+    def _resolve(self, text: str, spans: list[Span]) -> list[Span]:
+        spans.sort(key=lambda s: (-s.score, -(s.end - s.start), s.start))
+        taken: list[Span] = []
+        for sp in spans:
+            if all(sp.end <= t.start or sp.start >= t.end for t in taken):
+                taken.append(sp)
+        if self._allow:
+            taken = [s for s in taken if text[s.start:s.end].casefold() not in self._allow]
+        taken.sort(key=lambda s: s.start)
+        return taken

@@ -1,0 +1,101 @@
+"""Put the values back into the model's answer, streamed or not, by the same code.
+
+A token occurrence is `<TYPE_N>`, or a slightly mangled form the model may write
+(other case, a missing bracket, no brackets): `(<|word boundary) TYPE_N (>|word
+boundary)`. Only tokens the request's vault issued are restored; anything else stays
+as written. Numbering skipped every `TYPE_N` the request itself contained, so each
+mangled form names one issued token only.
+
+Streaming: each slot (choice i's content, tool call j's arguments, ...) gets its own
+`SlotRestorer`. It holds back only a suffix that could still become an issued token
+(`LiteralPrefixes` over the issued literals) or a match whose end is not decided yet;
+everything before it is released at once. At the end of the slot what is held is
+restored if complete and otherwise released as the literal text it was. Matches are
+always found on the held text plus the new text, with the last released character as
+left context, so any split of the stream gives the same output as the whole text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+from proxy.pii.vault import Vault
+from proxy.text.holdback import LiteralPrefixes
+from proxy.wire.openai import SlotKey
+
+# Group 1: "<" (or a word boundary), 2: TYPE_N, 3: ">" (or a word boundary after).
+TOKEN = re.compile(r"(?:(<)|(?<![A-Za-z0-9_]))([A-Za-z][A-Za-z0-9_]{0,63}?_[0-9]{1,6})(?:(>)|(?![A-Za-z0-9_]))")
+MAX_MATCH = 1 + 64 + 1 + 6 + 1  # longest TOKEN match: bounds what a slot ever holds
+JSON_FIELDS = frozenset(("tool_arguments", "function_arguments"))
+
+
+class Restorer:
+    """Built once per request after tokenization; makes one rewriter per response slot."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        cores = [c.lower() for c in vault.cores()]
+        self._prefixes = LiteralPrefixes([f"<{c}>" for c in cores] + [f"{c}>" for c in cores], case_insensitive=True)
+        self.max_hold = max(self._prefixes.max_len, MAX_MATCH)
+        self.restored: Counter[str] = Counter()
+
+    def rewriter(self, key: SlotKey | None = None) -> "SlotRestorer":
+        json_string = key is not None and key[1] in JSON_FIELDS
+        return SlotRestorer(self, json_string)
+
+    def restore_text(self, text: str) -> str:
+        """The whole text at once (what a non-streamed response gets)."""
+        rw = self.rewriter()
+        return rw.feed(text) + rw.finish()
+
+
+class SlotRestorer:
+    __slots__ = ("_r", "_pending", "_prev", "_json")
+
+    def __init__(self, restorer: Restorer, json_string: bool = False) -> None:
+        self._r = restorer
+        self._pending = ""
+        self._prev = ""  # last released character: left context for the next match
+        self._json = json_string  # tool-call arguments are JSON text: values go in escaped
+
+    def feed(self, text: str) -> str:
+        buf = self._pending + text if self._pending else text
+        if not buf:
+            return ""
+        cut = self._r._prefixes.hold_from(buf)
+        cut = max(cut, len(buf) - self._r.max_hold)
+        return self._release(buf, cut, final=False)
+
+    def finish(self) -> str:
+        buf, self._pending = self._pending, ""
+        return self._release(buf, len(buf), final=True) if buf else ""
+
+    def _release(self, buf: str, cut: int, final: bool) -> str:
+        prev = self._prev
+        s = prev + buf
+        off = len(prev)
+        end_cut = off + cut
+        pieces: list[str] = []
+        pos = off
+        for m in TOKEN.finditer(s, off):
+            if m.start() >= end_cut:
+                break
+            undecided = not final and m.end() == len(s) and m.group(3) is None
+            if m.end() > end_cut or undecided:
+                end_cut = m.start()  # a match we cannot finish yet: hold from its start
+                break
+            hit = self._r.vault.lookup(m.group(2))
+            if hit is None:
+                continue
+            entity, value = hit
+            pieces.append(s[pos:m.start()])
+            pieces.append(json.dumps(value, ensure_ascii=False)[1:-1] if self._json else value)
+            self._r.restored[entity] += 1
+            pos = m.end()
+        pieces.append(s[pos:end_cut])
+        if end_cut > off:
+            self._prev = s[end_cut - 1]
+        self._pending = s[end_cut:]
+        return "".join(pieces)

@@ -1,0 +1,155 @@
+"""Stage `pii`: tokenize PII before the provider sees it, restore it in the answer.
+
+Request: every text carrier (wire.openai.request_carriers, system prompt included) is
+scanned with the tenant's detector; values become `<TYPE_N>` tokens from a per-request
+vault (embeddings: one-way, nothing to restore). Tenants with `pii: block` get a 400
+naming the entity types instead, and no upstream call.
+Response: a TextStreamEditor with one SlotRestorer per slot puts the values back,
+streamed or not, by the same code. The vault is wiped in on_complete.
+Detection logic lives in proxy/pii/; this file only wires it to the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from proxy.config.secret import SecretError
+from proxy.pii.detector import Detector, Span
+from proxy.pii.restorer import Restorer
+from proxy.pii.settings import PiiSettings
+from proxy.pii.tokenizer import tokenize
+from proxy.pii.vault import Vault, tenant_key
+from proxy.pipeline.deny import Deny, unavailable
+from proxy.pipeline.exchange import Exchange
+from proxy.pipeline.stage import Stage, StageConfig
+from proxy.wire.event import Event
+from proxy.wire.openai import get_at, request_carriers, set_at
+from proxy.wire.text_stream import TextStreamEditor
+
+log = logging.getLogger("ramparts.pii")
+MIN_SECRET_BYTES = 32
+
+
+class PiiConfig(StageConfig, PiiSettings):
+    type: str = "pii"
+
+
+@dataclass
+class _PiiState:
+    vault: Vault
+    restorer: Restorer | None
+    editor: TextStreamEditor | None
+
+
+class PiiStage(Stage):
+    type = "pii"
+    Config = PiiConfig
+
+    def __init__(self, config: PiiConfig, policy, services) -> None:
+        super().__init__(config, policy, services)
+        if config.secret is None:
+            raise ValueError("pii: `secret: {from_env: NAME}` (or from_file) is required: token tags are keyed per tenant")
+        try:
+            secret = config.secret.resolve_bytes(policy.base_dir)
+        except SecretError as e:
+            raise ValueError(f"pii: secret: {e}") from None
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"pii: the secret must be at least {MIN_SECRET_BYTES} bytes")
+        unknown = sorted(set(config.tenants) - set(policy.tenants))
+        if unknown:
+            raise ValueError(f"pii: tenants {unknown} are not in the policy's tenants")
+        # Compiled once: one detector for the defaults, one per tenant with overrides.
+        self._default = Detector(config.for_tenant(None), policy.base_dir)
+        self._detectors = {tid: Detector(config.for_tenant(tid), policy.base_dir) for tid in config.tenants}
+        self._keys = {tid: tenant_key(secret, tid) for tid in policy.tenants}
+        self._executor_min = config.executor_min_chars
+
+    def detector_for(self, tenant: str) -> Detector:
+        return self._detectors.get(tenant, self._default)
+
+    async def on_request(self, ex: Exchange) -> Deny | None:
+        """Scan every carrier; block (400) for `pii: block` tenants, else tokenize in place."""
+        tenant = ex.tenant
+        if tenant is None or ex.body is None or tenant.id not in self._keys:
+            return Deny(500, "pii: no tenant identity for this request", "server_error", "misconfigured", reason="no_identity")
+        carriers = request_carriers(ex.route, ex.body)
+        if not carriers:
+            return None
+        texts = [get_at(ex.body, c.path) for c in carriers]
+        detector = self.detector_for(tenant.id)
+        started = time.perf_counter()
+        try:
+            if sum(map(len, texts)) >= self._executor_min:
+                # Large bodies: off the event loop, so other streams keep flowing.
+                found = await asyncio.get_running_loop().run_in_executor(None, _find_all, detector, texts)
+            else:
+                found = _find_all(detector, texts)
+        except Exception:
+            log.exception("pii detection failed (request %s)", ex.request_id)
+            if self.config.on_error == "open":
+                ex.decide(self.type, "error_open")
+                return None
+            return unavailable("PII detection is unavailable; the request was not sent", "pii_unavailable")
+        finally:
+            self.services.metrics.stage_seconds.labels(self.type).observe(time.perf_counter() - started)
+        counts: Counter[str] = Counter(sp.entity for spans in found for sp in spans)
+        if not counts:
+            return None
+        metrics = self.services.metrics.pii_entities
+        if tenant.config.pii == "block":
+            for entity, n in counts.items():
+                metrics.labels(entity, "blocked").inc(n)
+            ex.decide(self.type, "blocked", counts=dict(counts))
+            names = ", ".join(sorted(counts))
+            return Deny(400, f"This request contains personal data that this tenant may not send to a model provider: {names}.",
+                        "invalid_request_error", "pii_blocked", reason="pii_blocked")
+        vault = Vault(self._keys[tenant.id], "\n".join(texts))
+        for carrier, text, spans in zip(carriers, texts, found):
+            if spans:
+                set_at(ex.body, carrier.path, tokenize(text, spans, vault))
+        for entity, n in counts.items():
+            metrics.labels(entity, "tokenized").inc(n)
+        ex.decide(self.type, "tokenized", counts=dict(counts))
+        if ex.route == "embeddings":
+            vault.wipe()  # one-way: nothing comes back to restore
+            return None
+        restorer = Restorer(vault)
+        ex.state[self.type] = _PiiState(vault, restorer, TextStreamEditor(restorer.rewriter))
+        return None
+
+    async def on_response_event(self, ex: Exchange, event: Event) -> list[Event]:
+        """Restore issued tokens in every text slot; holds back only a possible token suffix."""
+        st: _PiiState | None = ex.state.get(self.type)
+        if st is None or st.editor is None:
+            return [event]
+        return st.editor.edit(event)
+
+    async def on_response_end(self, ex: Exchange) -> list[Event]:
+        """Flush held text: a dangling partial token goes out as the literal text it was."""
+        st: _PiiState | None = ex.state.get(self.type)
+        if st is None or st.editor is None:
+            return []
+        return st.editor.end()
+
+    async def on_complete(self, ex: Exchange) -> None:
+        """Record what was restored (counts only) and wipe the request's token map."""
+        st: _PiiState | None = ex.state.pop(self.type, None)
+        if st is None:
+            return
+        if st.restorer is not None and st.restorer.restored:
+            restored = dict(st.restorer.restored)
+            for entity, n in restored.items():
+                self.services.metrics.pii_entities.labels(entity, "restored").inc(n)
+            ex.decide(self.type, "restored", counts=restored)
+        st.vault.wipe()
+
+
+def _find_all(detector: Detector, texts: list[str]) -> list[list[Span]]:
+    return [detector.find(t) if isinstance(t, str) else [] for t in texts]
+
+
+STAGE = PiiStage
