@@ -1,0 +1,123 @@
+"""`ramparts audit verify|erase|export` and `ramparts keys generate`, run as the CLI runs them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import orjson
+import pytest
+import yaml
+
+from proxy.audit.content import SubjectKeys
+from proxy.cli import main
+from tests.audit.conftest import chain_file, read_lines, write_log
+from tests.harness import BASE_POLICY
+
+
+def _run(capsys, *argv) -> tuple[int, dict | None, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else None), err
+
+
+async def test_verify_exit_codes_and_report(tmp_path, signer, capsys):
+    await write_log(tmp_path / "log", signer, 20)
+    keys = tmp_path / "pinned"
+    keys.mkdir()
+    (keys / "audit.pub").write_bytes(signer.public_pem())
+    code, report, err = _run(capsys, "audit", "verify", str(tmp_path / "log"), "--keys", str(keys))
+    assert code == 0 and report["status"] == "OK" and report["signatures_checked"] is True
+    assert "chain c1: OK (21 entries, 1/1 checkpoints)" in err
+
+    bad = tmp_path / "tampered"
+    shutil.copytree(tmp_path / "log", bad)
+    path = chain_file(bad)
+    lines = read_lines(path)
+    e = orjson.loads(lines[7])
+    e["tenant"] = "globex"
+    lines[7] = orjson.dumps(e) + b"\n"
+    path.write_bytes(b"".join(lines))
+    code, report, _ = _run(capsys, "audit", "verify", str(bad), "--keys", str(keys))
+    assert code == 3 and report["status"] == "TAMPER"
+    assert report["chains"][0]["findings"][0]["seq"] == 7
+
+    empty_keys = tmp_path / "nokeys"
+    empty_keys.mkdir()
+    code, report, _ = _run(capsys, "audit", "verify", str(tmp_path / "log"), "--keys", str(empty_keys))
+    assert code == 4 and report["status"] == "UNKNOWN_KEY"
+    code, _, err = _run(capsys, "audit", "verify", str(tmp_path / "missing"))
+    assert code == 2
+
+
+async def test_verify_record_prints_an_inclusion_proof(tmp_path, signer, capsys):
+    await write_log(tmp_path, signer, 12)
+    code, proof, _ = _run(capsys, "audit", "verify", str(tmp_path), "--record", "4")
+    assert code == 0 and proof["verified"] is True and proof["seq"] == 4 and proof["tree_size"] == 13
+    code, _, err = _run(capsys, "audit", "verify", str(tmp_path), "--record", "400")
+    assert code == 3 and "no checkpoint" in err
+
+
+def test_keys_generate(tmp_path, capsys):
+    code, out, _ = _run(capsys, "keys", "generate", "--out", str(tmp_path), "--name", "acme")
+    assert code == 0 and out["kid"].startswith("ed25519:") and (tmp_path / "acme.key").exists()
+    code, _, err = _run(capsys, "keys", "generate", "--out", str(tmp_path), "--name", "acme")
+    assert code == 2 and "refusing to overwrite" in err
+
+
+async def test_erase_export_and_legal_hold(tmp_path, signer, capsys, monkeypatch):
+    monkeypatch.setenv("RAMPARTS_TEST_AUDIT_KEK", "cli-kek-0123456789")
+    audit_dir = tmp_path / "audit"
+    policy = copy.deepcopy(BASE_POLICY)
+    policy["pipeline"] = [{"type": "tenant"}, {"type": "egress"},
+                          {"type": "audit", "dir": "audit", "retain_content": True,
+                           "content_key": {"from_env": "RAMPARTS_TEST_AUDIT_KEK"},
+                           "legal_hold": {"acme": ["held-user"]}}]
+    policy_path = tmp_path / "policy.yaml"
+    policy_path.write_text(yaml.safe_dump(policy))
+    # records with retained content for two subjects, written as the stage writes them
+    from proxy.audit.writer import AuditWriter, WriterOptions
+    w = AuditWriter(audit_dir, "c1", signer, {}, WriterOptions(),
+                    subject_keys=SubjectKeys(audit_dir / "subject-keys", b"cli-kek-0123456789"))
+    await w.start()
+    for i, subject in enumerate(("alice", "held-user", "alice")):
+        w.submit({"type": "exchange", "time": f"2026-11-22T00:00:0{i}.000000Z", "request_id": f"r{i}",
+                  "tenant": "acme", "subject": subject}, {"prompt": [f"secret words of {subject}"]})
+    w.submit({"type": "exchange", "time": "2026-11-22T00:00:09.000000Z", "request_id": "g", "tenant": "globex", "subject": "alice"})
+    await w.stop()
+
+    code, out, _ = _run(capsys, "audit", "export", "--tenant", "acme", "--subject", "alice", "--policy", str(policy_path))
+    assert code == 0 and [r["request_id"] for r in out["records"]] == ["r0", "r2"]
+    assert out["records"][0]["content_plain"] == {"prompt": ["secret words of alice"]}
+
+    code, out, _ = _run(capsys, "audit", "erase", "--tenant", "acme", "--subject", "alice", "--policy", str(policy_path))
+    assert code == 0 and out["erased"] is True
+    code, out, err = _run(capsys, "audit", "erase", "--tenant", "acme", "--subject", "held-user", "--policy", str(policy_path))
+    assert code == 5 and out["legal_hold"] is True and "legal hold" in err
+
+    code, out, _ = _run(capsys, "audit", "export", "--tenant", "acme", "--policy", str(policy_path))
+    by_subject = {r["request_id"]: r for r in out["records"]}
+    assert by_subject["r0"]["content_erased"] is True and by_subject["r0"]["content_plain"] is None
+    assert by_subject["r1"]["content_plain"] == {"prompt": ["secret words of held-user"]}
+    assert "g" not in by_subject  # another tenant's record
+    raw = b"".join(p.read_bytes() for p in (audit_dir / "records").rglob("*.jsonl"))
+    assert b"secret words" not in raw
+
+    keys = tmp_path / "pinned"
+    keys.mkdir()
+    (keys / "w.pub").write_bytes(signer.public_pem())
+    code, report, _ = _run(capsys, "audit", "verify", str(audit_dir), "--keys", str(keys))
+    assert code == 0 and report["status"] == "OK"  # erased content, intact chain
+
+    out_file = tmp_path / "export.json"
+    code, _, _ = _run(capsys, "audit", "export", "--tenant", "globex", "--dir", str(audit_dir), "--out", str(out_file))
+    assert code == 0 and [r["request_id"] for r in json.loads(out_file.read_text())["records"]] == ["g"]
+
+
+def test_usage_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["audit", "erase", "--tenant", "acme"])  # no --subject
+    assert e.value.code == 2
+    assert main(["audit", "export", "--tenant", "acme"]) == 2  # neither --policy nor --dir
+    assert "pass --policy" in capsys.readouterr().err

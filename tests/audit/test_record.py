@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import math
+
+from proxy.audit.record import MAX_DETAIL_STRING, REDACTED, build_record, credentials_of
+from proxy.audit.canonical import canonical
+from tests.harness import make_exchange, make_policy
+
+
+def test_details_are_bounded_json_safe_and_scrubbed():
+    policy = make_policy()
+    ex = make_exchange(policy, {"model": "gpt-4o-mini", "messages": []},
+                       headers={"Authorization": "Bearer tok.en.value-123"})
+    ex.decide("leak", "cut", hits=[{"kind": "secret", "sample": "sk-test-provider-key-0000"}],
+              note="x" * 1000, ratio=math.inf, big=2**70, nested={"a": {"b": {"c": {"d": {"e": 1}}}}}, tags={"t"})
+    ex.decide("tenant", "allow", token="tok.en.value-123")
+    secrets = credentials_of(ex, policy.provider_keys.values())
+    assert "tok.en.value-123" in secrets and "sk-test-provider-key-0000" in secrets
+    rec = build_record(ex, prompt_digest=None, response_digest=None, response_chars=0, secrets=secrets)
+    d = rec["decisions"][0]["detail"]
+    assert d["hits"][0]["sample"] == REDACTED and rec["decisions"][1]["detail"]["token"] == REDACTED
+    assert len(d["note"]) == MAX_DETAIL_STRING + 1 and d["ratio"] == "inf" and d["big"] == str(2**70)
+    assert d["tags"] == ["t"] and d["nested"]["a"]["b"]["c"] == "…"
+    canonical(rec)  # JCS accepts it: no NaN/inf, no oversized ints
+
+
+def test_unauthenticated_record():
+    policy = make_policy()
+    ex = make_exchange(policy, None, tenant=None, headers={"X-Tenant-ID": "acme"})
+    ex.outcome = "denied"
+    rec = build_record(ex, prompt_digest=None, response_digest=None, response_chars=0, secrets=())
+    assert (rec["tenant"], rec["claimed_tenant"], rec["subject"], rec["jti"]) == (None, "acme", None, None)
+    assert rec["v"] == 1 and rec["type"] == "exchange" and rec["time"].endswith("Z")
