@@ -1,0 +1,21 @@
+import regex
+from hypothesis import given, strategies as st
+
+from proxy.leak.literal import trie_pattern, word_literals
+
+
+@given(st.lists(st.text(alphabet="ab.-1", min_size=1, max_size=6), min_size=1, max_size=12), st.text(alphabet="ab.-1", max_size=7))
+def test_trie_matches_exactly_the_literals(lits, probe):
+    p = regex.compile("(?:" + trie_pattern(lits) + r")\Z")
+    assert all(p.match(lit) for lit in lits)
+    assert bool(p.match(probe)) == (probe in set(lits))
+
+
+def test_empty_set_never_matches():
+    assert regex.search(trie_pattern([]), "anything") is None
+
+
+def test_word_literals_are_case_insensitive_and_bounded():
+    p = word_literals(["acme", "ACME-ACCT-0001", "acme.com"])
+    found = [m.group() for m in p.finditer("Acme, acmex, xacme, ACME-acct-0001 and mail@acme.com")]
+    assert found == ["Acme", "ACME-acct-0001", "acme.com"]

@@ -1,0 +1,74 @@
+import pytest
+from pydantic import ValidationError
+
+from proxy.leak.rules import PrintCache, TenantInfo, compile_rules
+from proxy.leak.settings import PromptSettings
+from proxy.stages.leak import LeakConfig
+
+PROMPT = "You are the Initech billing assistant. Never reveal the discount matrix or the escalation phone list."
+TENANTS = {
+    "acme": TenantInfo(PROMPT, ("ACME-1",)),
+    "globex": TenantInfo(None, ("GLOBEX-2",)),
+}
+
+
+def rules(**cfg):
+    return compile_rules(LeakConfig.model_validate({"type": "leak", **cfg}), TENANTS)
+
+
+def names(r) -> list[str]:
+    return [d.name for d in r.detectors]
+
+
+def test_defaults_build_every_detector():
+    r = rules(canaries=["ZEBRA-CANARY-42"], moderation={"terms": ["competitor x"]})
+    assert names(r["acme"]) == ["secret", "cross_tenant", "canary", "moderation", "markdown_image", "ansi"]
+    assert len(r["acme"].prints) == 1 and r["globex"].prints == ()
+    assert r["acme"].actions["cross_tenant"] == "block" and r["acme"].markers["ansi"] == ""
+
+
+def test_per_tenant_actions_and_off():
+    r = rules(actions={"secret": "block"}, tenants={"globex": {"actions": {"secret": "off", "ansi": "off"}}})
+    assert r["acme"].actions["secret"] == "block"
+    assert "secret" not in names(r["globex"]) and "ansi" not in names(r["globex"])
+
+
+def test_scanner_adds_fingerprint_and_finds_canaries_per_tenant():
+    r = rules(tenants={"acme": {"canaries": ["ZEBRA-CANARY-42"]}})
+    s = r["acme"].scanner()
+    assert s.feed("leaked zebra-canary-42 ").stop == "replace"
+    s = r["globex"].scanner()
+    assert s.feed("leaked zebra-canary-42 ").stop is None
+    s = r["acme"].scanner()
+    assert s.feed("Rules: " + PROMPT + " ok").stop == "replace"
+
+
+def test_unknown_tenant_in_settings_is_an_error():
+    with pytest.raises(ValueError):
+        rules(tenants={"nobody": {}})
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValidationError):
+        LeakConfig.model_validate({"type": "leak", "actions": {"secret": "shout"}})
+    with pytest.raises(ValidationError):
+        LeakConfig.model_validate({"type": "leak", "secrets": {"patterns": [{"name": "x", "regex": "a*"}]}})
+    with pytest.raises(ValidationError):
+        LeakConfig.model_validate({"type": "leak", "unknown_key": 1})
+
+
+def test_moderation_terms_and_patterns():
+    r = rules(tenants={"acme": {"moderation": {"terms": ["Project Titan"], "patterns": [{"name": "ssn_like", "regex": r"\d{3}-\d{2}-\d{4}", "max_len": 11}]}}})
+    s = r["acme"].scanner()
+    r1 = s.feed("about project titan: ")
+    assert r1.stop == "block" and r1.hits[-1][0].kind == "term"
+
+
+def test_print_cache_compiles_once_and_is_bounded():
+    cache = PrintCache(PromptSettings(), size=2)
+    a = cache.get(PROMPT)
+    assert a is cache.get(PROMPT)
+    assert cache.get("too short") is None
+    cache.get("another prompt with enough words in it")
+    cache.get("and yet another prompt with enough words")
+    assert cache.get(PROMPT) is not a  # evicted, compiled again

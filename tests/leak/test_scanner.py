@@ -1,0 +1,86 @@
+import regex
+
+from proxy.leak.pattern import PatternDetector
+from proxy.leak.scanner import SlotScanner
+from proxy.leak.secret import secret_detector
+
+KEY = "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE"
+WORD = PatternDetector("moderation", regex.compile(r"(?i:\bforbidden\b)"), 10)
+
+
+def scanner(action: str = "redact", max_hold: int = 4096, detectors=None) -> SlotScanner:
+    dets = detectors if detectors is not None else [secret_detector(), WORD]
+    return SlotScanner(dets, {"secret": action, "moderation": action}, {"secret": "[S]", "moderation": "[M]"}, max_hold)
+
+
+def run(s: SlotScanner, parts: list[str]) -> tuple[str, list]:
+    out, hits = [], []
+    for p in parts:
+        r = s.feed(p)
+        out.append(r.text)
+        hits += r.hits
+        if r.stop:
+            return "".join(out), hits
+    r = s.finish()
+    return "".join(out) + r.text, hits + r.hits
+
+
+def test_clean_text_passes_unchanged_and_promptly():
+    s = scanner()
+    assert s.feed("Hello ").text == "Hello "
+    assert s.feed("world").text == "world"
+    assert s.finish().text == ""
+
+
+def test_split_key_is_redacted_whole():
+    text = f"key {KEY} end"
+    for cut in range(1, len(text)):
+        out, hits = run(scanner(), [text[:cut], text[cut:]])
+        assert out == "key [S] end", cut
+        assert [(h.kind, a) for h, a in hits] == [("openai_key", "redact")]
+
+
+def test_char_by_char():
+    text = f"a FORBIDDEN word and {KEY}."
+    out, hits = run(scanner(), list(text))
+    assert out == "a [M] word and [S]." and len(hits) == 2
+
+
+def test_replace_stops_after_the_text_before_the_hit():
+    s = scanner("replace")
+    out, hits = run(s, ["safe text, then ", KEY[:10], KEY[10:], " more"])
+    assert out == "safe text, then " and s.stopped
+    assert s.feed("anything").text == "" and s.finish().text == ""
+
+
+def test_block_reports_stop():
+    s = scanner("block")
+    r = s.feed(f"x {KEY} y")
+    assert r.stop == "block" and r.text == "x " and r.hits[-1][1] == "block"
+
+
+def test_off_detector_is_ignored():
+    s = SlotScanner([WORD], {"moderation": "off"}, {}, 100)
+    assert s.feed("forbidden ").text == "forbidden "
+
+
+def test_overflow_is_redacted_not_released():
+    greedy = PatternDetector("moderation", regex.compile(r"<<[a-z]*>>"), 6)
+    s = SlotScanner([greedy], {"moderation": "redact"}, {"overflow": "[O]", "moderation": "[M]"}, 16)
+    out = s.feed("ok <<" + "a" * 40).text
+    assert "a" * 17 not in out and "[O]" in out
+    assert len(s.held) <= 16
+
+
+def test_lookbehind_context_survives_release():
+    # "task-" released earlier must still stop "sk-..." from matching mid-word.
+    s = scanner()
+    text = "task-" + KEY[3:] + " ok"
+    out, hits = run(s, ["ta", text[2:]])
+    assert hits == [] and out == text
+
+
+def test_held_text_is_bounded_by_the_longest_pattern():
+    s = scanner()
+    s.feed("x " + "-----BEGIN RSA PRIVATE KEY-----\n" + "A" * 100)
+    assert 0 < len(s.held) <= secret_detector().max_span

@@ -1,0 +1,256 @@
+"""Stage `leak` through the chain, streams and bodies, with the real detectors."""
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from proxy.leak.cut import CONTENT_FILTER
+from proxy.pipeline.chain import Chain
+from proxy.pipeline.deny import DenyError
+from proxy.stages.leak import LeakStage
+from proxy.wire.event import Event
+from tests.harness import chat_body, chat_chunk, client_text, make_exchange, make_policy, make_stage, run_response
+
+POLICY = make_policy()
+ACME_PROMPT = POLICY.tenants["acme"].config.system_prompt
+KEY = "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE"
+SENT_PROMPT = "Act as the Zorblax onboarding guide and keep the launch date of the Hyperion product confidential."
+MSG = "I can't share that."
+CLEAN_WORDS = ("hello", "there", "the", "weather", "is", "nice", "today", "you", "are", "welcome", "helpful", "s",
+               "assistant", "sk", "-", "proj", "ACME", "acct", "eyJ", "!", "[", "](", "http", "glob", "\n", "**", "a", "AKI")
+
+
+def stage(**cfg):
+    return make_stage(LeakStage, {"type": "leak", **cfg}, POLICY)
+
+
+async def started(chain: Chain, stream: bool = True, tenant: str = "acme", system: str | None = SENT_PROMPT):
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "hi"}]
+    ex = make_exchange(POLICY, {"model": "gpt-4o-mini", "stream": stream, "messages": msgs}, tenant=tenant)
+    assert await chain.run_request(ex) is None
+    ex.response_status = 200
+    return ex
+
+
+def sse(parts: list[str], *, done: bool = True, usage: bool = False) -> list[Event]:
+    evs = [Event.sse_json(chat_chunk(role="assistant", text=""))]
+    evs += [Event.sse_json(chat_chunk(p)) for p in parts]
+    evs.append(Event.sse_json(chat_chunk(finish="stop")))
+    if usage:
+        evs.append(Event.sse_json({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [],
+                                   "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}))
+    if done:
+        evs.append(Event(kind="sse", data="[DONE]"))
+    return evs
+
+
+async def stream_through(chain: Chain, ex, events: list[Event]) -> tuple[list[Event], DenyError | None]:
+    """What the client receives: events until the end, or until a DenyError cut the stream."""
+    out: list[Event] = []
+    try:
+        for ev in events:
+            out.extend(await chain.run_event(ex, ev))
+        out.extend(await chain.run_end(ex))
+    except DenyError as e:
+        return out, e
+    return out, None
+
+
+def split(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    return [text[a:b] for a, b in zip(points, points[1:]) if b > a]
+
+
+def planted(kind: str) -> tuple[str, str]:
+    """(text to plant, what must never reach the client)."""
+    if kind == "secret":
+        return KEY, KEY[8:]
+    if kind == "prompt":
+        return "**" + ACME_PROMPT.replace(" ", "\n  ") + "**", "internal pricing rules"
+    if kind == "sent_prompt":
+        return SENT_PROMPT.upper(), "HYPERION PRODUCT"
+    return "GLOBEX-ACCT-7777", "GLOBEX-ACCT-7777"
+
+
+ACTION_OF = {"secret": "secret", "prompt": "system_prompt", "sent_prompt": "system_prompt", "tenant": "cross_tenant"}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["secret", "prompt", "sent_prompt", "tenant"]),
+       action=st.sampled_from(["redact", "replace", "block"]),
+       before=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
+       after=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
+async def test_planted_value_never_reaches_the_client(kind, action, before, after, cuts):
+    chain = Chain([stage(actions={ACTION_OF[kind]: action})])
+    ex = await started(chain)
+    value, forbidden = planted(kind)
+    text = " ".join(before) + " " + value + " " + " ".join(after)
+    out, denied = await stream_through(chain, ex, sse(split(text, cuts)))
+    got = client_text(out)
+    assert forbidden.casefold() not in got.casefold()
+    if action == "block":
+        assert denied is not None and denied.deny.status == 403
+        assert not any(e.is_done for e in out)
+    elif action == "replace":
+        assert denied is None and got.endswith(MSG)
+        finishes = [c.get("finish_reason") for e in out if isinstance(e.payload, dict) for c in e.payload.get("choices", [])]
+        assert [f for f in finishes if f] == [CONTENT_FILTER]
+    else:
+        assert denied is None and "[REDACTED:" in got
+    assert any(d.stage == "leak" and d.decision == action and d.detail["detector"] == ACTION_OF[kind] for d in ex.decisions)
+    assert not any(forbidden in repr(d.detail) for d in ex.decisions)
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(st.sampled_from(CLEAN_WORDS), min_size=1, max_size=40),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
+async def test_clean_answers_pass_byte_identical(words, cuts):
+    chain = Chain([stage()])
+    ex = await started(chain)
+    text = " ".join(words)
+    out, denied = await stream_through(chain, ex, sse(split(text, cuts)))
+    assert denied is None and client_text(out) == text
+    assert out[-1].is_done and ex.decisions == []
+
+
+async def test_every_two_way_split_of_a_secret_answer():
+    text = f"Here: {KEY}."
+    for cut in range(len(text) + 1):
+        chain = Chain([stage()])
+        ex = await started(chain)
+        out, _ = await stream_through(chain, ex, sse(split(text, [cut])))
+        assert client_text(out) == "Here: [REDACTED:secret].", cut
+
+
+async def test_untouched_events_keep_their_bytes():
+    chain = Chain([stage()])
+    ex = await started(chain)
+    ev = Event(kind="sse", data=orjson.dumps(chat_chunk("Weather is nice. ")).decode(), raw=b"data: original\n\n")
+    out = await chain.run_event(ex, ev)
+    assert out == [ev] and ev.raw == b"data: original\n\n"
+
+
+async def test_first_clean_event_is_not_held():
+    chain = Chain([stage()])
+    ex = await started(chain)
+    out = await chain.run_event(ex, Event.sse_json(chat_chunk("Hello")))
+    assert client_text(out) == "Hello"
+
+
+async def test_body_and_stream_give_the_same_verdict():
+    text = f"Use {KEY} and visit ![x](https://evil.example/?q=1) \x1b[31mnow\x1b[0m"
+    chain = Chain([stage()])
+    ex = await started(chain, stream=False)
+    body = await run_response(chain, ex, [Event.body(chat_body(text))])
+    chain2 = Chain([stage()])
+    ex2 = await started(chain2)
+    streamed, _ = await stream_through(chain2, ex2, sse(list(text)))
+    assert client_text(body) == client_text(streamed) == "Use [REDACTED:secret] and visit [REDACTED:markdown_image] now"
+
+
+async def test_body_replace_and_block():
+    chain = Chain([stage(actions={"secret": "replace"})])
+    ex = await started(chain, stream=False)
+    b = chat_body(f"The key is {KEY}.")
+    b["choices"][0]["message"]["tool_calls"] = [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    out = await run_response(chain, ex, [Event.body(b)])
+    choice = out[0].payload["choices"][0]
+    assert choice["message"]["content"] == "The key is " + MSG and choice["finish_reason"] == CONTENT_FILTER
+    assert "tool_calls" not in choice["message"]
+    chain = Chain([stage()])
+    ex = await started(chain, stream=False)
+    with pytest.raises(DenyError) as e:
+        await run_response(chain, ex, [Event.body(chat_body("Your account GLOBEX-ACCT-7777 is ready"))])
+    assert e.value.deny.status == 403 and e.value.deny.code == "output_blocked"
+    assert ex.denied == ("leak", "leak_cross_tenant")
+
+
+async def test_tool_call_arguments_and_every_choice_are_covered():
+    chain = Chain([stage()])
+    ex = await started(chain)
+    half = len(KEY) // 2
+    evs = [Event.sse_json(chat_chunk(tool_args='{"k": "' + KEY[:half])),
+           Event.sse_json(chat_chunk(tool_args=KEY[half:] + '"}')),
+           Event.sse_json(chat_chunk("c1 " + KEY[:5], index=1)), Event.sse_json(chat_chunk(KEY[5:] + " end", index=1)),
+           Event.sse_json(chat_chunk(finish="tool_calls")), Event.sse_json(chat_chunk(finish="stop", index=1)),
+           Event(kind="sse", data="[DONE]")]
+    out, _ = await stream_through(chain, ex, evs)
+    args = "".join(tc["function"]["arguments"] for e in out if isinstance(e.payload, dict)
+                   for c in e.payload["choices"] for tc in (c.get("delta") or {}).get("tool_calls") or ())
+    assert args == '{"k": "[REDACTED:secret]"}'
+    assert client_text(out, index=1) == "c1 [REDACTED:secret] end"
+
+
+async def test_replace_drops_later_deltas_keeps_usage_and_done():
+    chain = Chain([stage(actions={"secret": "replace"})])
+    ex = await started(chain)
+    out, _ = await stream_through(chain, ex, sse(["ok ", KEY, " more text", " and more"], usage=True))
+    assert client_text(out) == "ok " + MSG
+    assert any(e.payload and e.payload.get("usage") for e in out)
+    assert out[-1].is_done
+    cut_at = next(i for i, e in enumerate(out) if e.payload and any(c.get("finish_reason") for c in e.payload["choices"]))
+    assert all(not (e.payload and e.payload.get("choices")) for e in out[cut_at + 1:])
+
+
+async def test_other_choices_continue_after_one_is_replaced():
+    chain = Chain([stage(actions={"secret": "replace"})])
+    ex = await started(chain)
+    evs = [Event.sse_json(chat_chunk(KEY + " x", index=0)), Event.sse_json(chat_chunk("fine ", index=1)),
+           Event.sse_json(chat_chunk("still", index=1)), Event.sse_json(chat_chunk("gone", index=0)),
+           Event(kind="sse", data="[DONE]")]
+    out, _ = await stream_through(chain, ex, evs)
+    assert client_text(out, 0) == MSG and client_text(out, 1) == "fine still"
+
+
+async def test_stream_without_done_is_still_scanned_at_the_end():
+    # I4: the last text is held (a key may still grow); the end judges it, never passes it unscanned.
+    chain = Chain([stage()])
+    ex = await started(chain)
+    evs = [Event.sse_json(chat_chunk(p)) for p in ("tail ", KEY[:20], KEY[20:])]  # no finish, no [DONE]
+    out = []
+    for ev in evs:
+        out.extend(await chain.run_event(ex, ev))
+    assert client_text(out) == "tail "
+    out.extend(await chain.run_end(ex))
+    assert client_text(out) == "tail [REDACTED:secret]"
+    chain = Chain([stage()])
+    ex = await started(chain)
+    out, _ = await stream_through(chain, ex, [Event.sse_json(chat_chunk("clean s"))])
+    assert client_text(out) == "clean s"
+
+
+async def test_block_after_headers_cuts_the_stream():
+    chain = Chain([stage(actions={"secret": "block"})])
+    ex = await started(chain)
+    out, denied = await stream_through(chain, ex, sse(["fine so far. ", KEY[:10], KEY[10:]]))
+    assert denied is not None and client_text(out) == "fine so far. "
+    assert ex.denied[0] == "leak"
+
+
+async def test_error_bodies_are_scrubbed():
+    chain = Chain([stage()])
+    ex = await started(chain)
+    ex.response_status = 401
+    body = {"error": {"message": f"Incorrect API key provided: {KEY[:12]}****wxyz", "type": "invalid_request_error", "code": None, "param": None}}
+    ev = Event(kind="body", data=orjson.dumps(body).decode())
+    out = await run_response(chain, ex, [ev])
+    msg = out[0].payload["error"]["message"]
+    assert KEY[:12] not in msg and "wxyz" not in msg
+    assert ex.decisions[-1].detail["kind"] == "error_body"
+
+
+async def test_other_routes_and_tenantless_exchanges_pass():
+    chain = Chain([stage()])
+    ex = make_exchange(POLICY, {"model": "text-embedding-3-small", "input": "x"}, route="embeddings")
+    await chain.run_request(ex)
+    ev = Event.body({"data": [{"embedding": [0.1]}]})
+    assert await run_response(chain, ex, [ev]) == [ev]
+
+
+async def test_metrics_count_hits():
+    s = stage()
+    chain = Chain([s])
+    ex = await started(chain)
+    await stream_through(chain, ex, sse([f"{KEY} and AKIAIOSFODNN7EXAMPLE"]))
+    assert s.services.metrics.leak_hits.labels("secret", "redact")._value.get() == 2
