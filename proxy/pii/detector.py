@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import re2
+import tldextract
 from presidio_analyzer import EntityRecognizer, PatternRecognizer
 from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
@@ -107,14 +108,15 @@ class _Compiled:
 class Detector:
     """Compiled once per tenant settings; `find(text)` is the hot path."""
 
-    def __init__(self, settings: DetectionSettings, base_dir: Path | None = None) -> None:
+    def __init__(self, settings: DetectionSettings, base_dir: Path | None = None,
+                 extractor: tldextract.TLDExtract | None = None) -> None:
         self.settings = settings
         customs = custom_recognizers(settings.recognizers)
         custom_entities = {r.supported_entities[0] for r in customs}
         self.ner: NerModel | None = NerModel(settings.ner_model, base_dir) if settings.ner_model else None
         # Custom recognizers' and the NER model's types count as requested.
         self.entities = frozenset(settings.entities) | custom_entities | (NER_ENTITIES if self.ner else frozenset())
-        self._builtin = [_Compiled(r) for r in builtin_recognizers(frozenset(settings.entities) & BUILTIN_ENTITIES)]
+        self._builtin = [_Compiled(r) for r in builtin_recognizers(frozenset(settings.entities) & BUILTIN_ENTITIES, extractor)]
         self._gated = [(c, _GATES[c.entity]) for c in self._builtin]
         self._custom = [_Compiled(r) for r in customs]
         self._window = _WINDOW_URL if "URL" in settings.entities else _WINDOW
@@ -122,7 +124,7 @@ class Detector:
         self._contexts: dict[str, frozenset[str]] = {}
         for c in self._builtin + self._custom:
             self._contexts[c.entity] = self._contexts.get(c.entity, frozenset()) | c.context
-        self._allow = frozenset(v.casefold() for v in settings.allow_list)
+        self.allow = self._allow = frozenset(v.casefold() for v in settings.allow_list)
 
     @property
     def recognizers(self) -> list[PatternRecognizer]:
@@ -170,12 +172,17 @@ class Detector:
         return False
 
     def _resolve(self, text: str, spans: list[Span]) -> list[Span]:
-        spans.sort(key=lambda s: (-s.score, -(s.end - s.start), s.start))
-        taken: list[Span] = []
-        for sp in spans:
-            if all(sp.end <= t.start or sp.start >= t.end for t in taken):
-                taken.append(sp)
-        if self._allow:
-            taken = [s for s in taken if text[s.start:s.end].casefold() not in self._allow]
-        taken.sort(key=lambda s: s.start)
-        return taken
+        return resolve(text, spans, self._allow)
+
+
+def resolve(text: str, spans: list[Span], allow: frozenset[str] = frozenset()) -> list[Span]:
+    """Non-overlapping spans (highest score, then longest), allow-listed values removed, in order."""
+    spans.sort(key=lambda s: (-s.score, -(s.end - s.start), s.start))
+    taken: list[Span] = []
+    for sp in spans:
+        if all(sp.end <= t.start or sp.start >= t.end for t in taken):
+            taken.append(sp)
+    if allow:
+        taken = [s for s in taken if text[s.start:s.end].casefold() not in allow]
+    taken.sort(key=lambda s: s.start)
+    return taken

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from proxy.config.secret import SecretError
 from proxy.pii.detector import Detector, Span
+from proxy.pii.recognizer import offline_tld_extractor
 from proxy.pii.restorer import Restorer
 from proxy.pii.settings import PiiSettings
 from proxy.pii.tokenizer import tokenize
@@ -63,8 +64,9 @@ class PiiStage(Stage):
         if unknown:
             raise ValueError(f"pii: tenants {unknown} are not in the policy's tenants")
         # Compiled once: one detector for the defaults, one per tenant with overrides.
-        self._default = Detector(config.for_tenant(None), policy.base_dir)
-        self._detectors = {tid: Detector(config.for_tenant(tid), policy.base_dir) for tid in config.tenants}
+        tld = offline_tld_extractor()  # one parsed suffix list for every tenant's detector
+        self._default = Detector(config.for_tenant(None), policy.base_dir, tld)
+        self._detectors = {tid: Detector(config.for_tenant(tid), policy.base_dir, tld) for tid in config.tenants}
         self._keys = {tid: tenant_key(secret, tid) for tid in policy.tenants}
         self._executor_min = config.executor_min_chars
 
