@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ def verify_main(argv: list[str]) -> int:
     ap.add_argument("--checkpoints", type=Path, help="signed checkpoints shipped elsewhere; default: DIR/checkpoints")
     ap.add_argument("--record", type=int, metavar="SEQ", help="print an inclusion proof of entry SEQ instead")
     ap.add_argument("--chain", help="the chain of --record (needed when there are several)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="processes checking signatures (default: one per CPU)")
     a = ap.parse_args(argv)
     if not a.dir.is_dir():
         _err(f"{a.dir} is not a directory")
@@ -59,7 +62,7 @@ def verify_main(argv: list[str]) -> int:
             return EXIT_USAGE
     else:
         _err("warning: no keys: signatures are NOT checked")
-    report = verify_dir(a.dir, keyring, a.checkpoints)
+    report = verify_dir(a.dir, keyring, a.checkpoints, workers=max(1, a.jobs))
     _dump(report.to_json())
     for c in report.chains:
         first = c.findings[0] if c.findings else None

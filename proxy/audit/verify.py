@@ -19,6 +19,7 @@ import orjson
 from proxy.audit import layout, merkle
 from proxy.audit.canonical import GENESIS, entry_hash
 from proxy.audit.keyring import Keyring
+from proxy.audit.signature import SignatureCheck
 
 OK, TORN_TAIL, TRUNCATED, MISSING_FILE, UNKNOWN_KEY, BAD_SIGNATURE, TAMPER = (
     "OK", "TORN_TAIL", "TRUNCATED", "MISSING_FILE", "UNKNOWN_KEY", "BAD_SIGNATURE", "TAMPER")
@@ -122,8 +123,11 @@ def _check_sig(rep: ChainReport, keyring: Keyring | None, doc: dict, file: str, 
 # ------------------------------------------------------------- records
 
 
-def verify_chain(chain_dir: Path | None, chain: str, keyring: Keyring | None, checkpoints_dir: Path | None) -> ChainReport:
+def verify_chain(chain_dir: Path | None, chain: str, keyring: Keyring | None, checkpoints_dir: Path | None,
+                 workers: int = 1) -> ChainReport:
     rep = ChainReport(chain)
+    sigs = SignatureCheck(keyring, workers) if keyring is not None else None
+    stopped = False
     try:
         ckpts = load_checkpoints(checkpoints_dir / f"{chain}.jsonl", chain, keyring, rep) if checkpoints_dir else []
         rep.checkpoints = len(ckpts)
@@ -131,16 +135,24 @@ def verify_chain(chain_dir: Path | None, chain: str, keyring: Keyring | None, ch
             _add(rep, MISSING_FILE, "checkpoints exist for this chain but its record directory is missing")
             return rep
         rep.recovered_torn_tails = [p.name for p in layout.torn_files(chain_dir)]
-        _walk(chain_dir, chain, keyring, ckpts, rep)
+        _walk(chain_dir, chain, keyring, sigs, ckpts, rep)
     except _Stop:
-        return rep
-    if ckpts and (rep.last_seq is None or rep.last_seq < ckpts[-1]["seq"]):
+        stopped = True
+    finally:
+        if sigs is not None:
+            bad = sigs.finish()
+            sigs.close()
+            if bad is not None:
+                _add(rep, BAD_SIGNATURE, "entry signature does not verify", *bad)
+                stopped = True
+    if not stopped and ckpts and (rep.last_seq is None or rep.last_seq < ckpts[-1]["seq"]):
         _add(rep, TRUNCATED, f"records end at seq {rep.last_seq} but checkpoint covers up to seq {ckpts[-1]['seq']}",
              seq=rep.last_seq)
     return rep
 
 
-def _walk(chain_dir: Path, chain: str, keyring: Keyring | None, ckpts: list[dict], rep: ChainReport) -> None:
+def _walk(chain_dir: Path, chain: str, keyring: Keyring | None, sigs: SignatureCheck | None, ckpts: list[dict],
+          rep: ChainReport) -> None:
     files = layout.record_files(chain_dir)
     names = {p.name for p in files}
     rep.files = len(files)
@@ -190,7 +202,14 @@ def _walk(chain_dir: Path, chain: str, keyring: Keyring | None, ckpts: list[dict
                     what = "the link to the previous entry is broken"
                 _add(rep, TAMPER, what, *where, seq)
                 raise _Stop
-            _check_sig(rep, keyring, e, path.name, lineno, "entry")
+            if keyring is not None:
+                if e["kid"] not in keyring:
+                    _add(rep, UNKNOWN_KEY, f"entry signed with key {e['kid']!r}, which is not pinned", *where, seq)
+                    raise _Stop
+                bad = sigs.add(e["kid"], h, e["sig"], (*where, seq))
+                if bad is not None:
+                    _add(rep, BAD_SIGNATURE, "entry signature does not verify", *bad)
+                    raise _Stop
             recent[h] = seq
             if len(recent) > REPLAY_WINDOW:
                 recent.popitem(last=False)
@@ -231,7 +250,9 @@ def _check_file_header(rep: ChainReport, e: dict, name: str, previous_file: str 
         raise _Stop
 
 
-def verify_dir(audit_dir: Path, keyring: Keyring | None, checkpoints_dir: Path | None = None) -> Report:
+def verify_dir(audit_dir: Path, keyring: Keyring | None, checkpoints_dir: Path | None = None,
+               workers: int = 1) -> Report:
+    """Verify every chain under `audit_dir`; `workers` > 1 checks signatures in that many processes."""
     root = layout.records_root(audit_dir)
     if checkpoints_dir is None and (Path(audit_dir) / layout.CHECKPOINTS).is_dir():
         checkpoints_dir = Path(audit_dir) / layout.CHECKPOINTS
@@ -239,7 +260,7 @@ def verify_dir(audit_dir: Path, keyring: Keyring | None, checkpoints_dir: Path |
     if checkpoints_dir is not None and checkpoints_dir.is_dir():
         for p in checkpoints_dir.glob("*.jsonl"):
             chains.setdefault(p.stem, None)  # a chain known only from its checkpoints: its records are missing
-    reports = [verify_chain(chains[c], c, keyring, checkpoints_dir) for c in sorted(chains)]
+    reports = [verify_chain(chains[c], c, keyring, checkpoints_dir, workers) for c in sorted(chains)]
     status = worst([r.status for r in reports]) if reports else MISSING_FILE
     if not reports:
         reports = [ChainReport("-", MISSING_FILE, findings=[Finding(MISSING_FILE, "-", f"no audit chains under {root}")])]

@@ -265,3 +265,23 @@ async def test_inclusion_proof(tmp_path, signer):
 
 async def test_no_chains_is_missing(tmp_path, keyring):
     assert _status(tmp_path, keyring).status == verify.MISSING_FILE
+
+
+@pytest.mark.parametrize("bad_at", [None, 30, 95])
+async def test_signatures_checked_in_worker_processes(tmp_path, signer, keyring, monkeypatch, bad_at):
+    """The pooled path gives the same verdicts, in order, as the inline one."""
+    from proxy.audit import signature
+    monkeypatch.setattr(signature, "CHUNK", 16)
+    await write_log(tmp_path, signer, 100)
+    if bad_at is not None:
+        path = chain_file(tmp_path)
+        lines = read_lines(path)
+        e = load(lines[bad_at])
+        e["sig"] = Signer.from_private(Ed25519PrivateKey.generate()).sign(e["hash"])
+        lines[bad_at] = orjson.dumps(e) + b"\n"
+        _rewrite(path, lines)
+    rep = verify.verify_dir(tmp_path, keyring, workers=2)
+    if bad_at is None:
+        assert rep.status == verify.OK and rep.chains[0].entries == 101
+    else:
+        assert rep.status == verify.BAD_SIGNATURE and rep.chains[0].findings[0].seq == bad_at

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 import orjson
 import pytest
@@ -24,14 +23,12 @@ async def test_records_are_chained_in_submit_order(tmp_path, signer):
 
 
 async def test_submit_never_touches_disk(tmp_path, signer):
-    """The request path appends to memory only: a write error cannot surface in submit()."""
+    """The request path appends to memory only; the writer task does all disk work."""
     w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions())
-    await w.start()
-    t0 = time.perf_counter()
     for i in range(2000):
         assert w.submit(exchange_body(i)) is True
-    per_call = (time.perf_counter() - t0) / 2000
-    assert per_call < 50e-6, per_call
+    assert w.depth == 2000 and not (tmp_path / "records").exists()
+    await w.start()
     await w.stop()
     assert len(read_lines(chain_file(tmp_path))) == 2001
 
