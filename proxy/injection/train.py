@@ -1,0 +1,124 @@
+"""`ramparts train injection`: rebuild the shipped classifier, reproducibly.
+
+    ramparts train injection [--data DIR] [--out FILE] [--seed N]
+
+Training rows (only rows whose licence allows shaping a shipped model, `train_ok: true`):
+- DIR/injection_dev.jsonl minus the fixed held-out 30 % (corpus.is_held_out),
+- DIR/injection_train_extra.jsonl (all of it),
+- proxy/injection/data/handwritten.jsonl (ours, Apache-2.0),
+- benign windows cut from the local Python install (licence, docs prose, stdlib code),
+- attacks pasted into benign documents (indirect-injection augmentation).
+Rows longer than the classifier's window are cut into windows like the scorer does.
+Needs scikit-learn (a dev/test extra); the proxy itself only needs numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from proxy.injection.classifier import MODEL_FILE, save
+from proxy.injection.corpus import Row, embed_attacks, handwritten, is_held_out, local_prose, read_jsonl
+from proxy.injection.feature import DIM, indices
+from proxy.injection.fold import fold
+
+WINDOW = 1500
+C = 4.0
+FOLDS = 3
+FPR_TARGET = 0.005
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def windows_of(row: Row, width: int = WINDOW) -> list[tuple[str, int]]:
+    """(text, label) windows of a row, cut the way Classifier.logit_of cuts."""
+    plain = fold(row.text).plain
+    if len(plain) <= width:
+        return [(plain, row.label)]
+    step = width - width // 4
+    parts = [plain[i:i + width] for i in range(0, len(plain) - width // 4, step)]
+    if row.label == 0:
+        return [(p, 0) for p in parts]
+    # An attack's windows are attacks only where the attack text is, when we know it.
+    marker = fold(row.meta.get("attack_text", "")).plain[:60] if row.meta.get("attack_text") else ""
+    hits = [p for p in parts if marker and marker in p]
+    return [(p, 1) for p in (hits or parts)]
+
+
+def build_rows(data: Path, seed: int) -> tuple[list[Row], dict[str, int]]:
+    dev = [r for r in read_jsonl(data / "injection_dev.jsonl") if r.train_ok and not is_held_out(r)]
+    extra = [r for r in read_jsonl(data / "injection_train_extra.jsonl") if r.train_ok]
+    own = handwritten()
+    prose = local_prose(seed, 1500)
+    docs = prose + [r for r in own + dev if r.label == 0 and len(r.text) >= 300]
+    attacks = [r for r in extra + own + dev if r.label == 1]
+    embedded = embed_attacks([Row(d.text[:WINDOW - 450], 0, d.subtype) for d in docs], attacks, seed, 1200)
+    rows = dev + extra + own + prose + embedded
+    counts = {"dev_train": len(dev), "extra": len(extra), "handwritten": len(own), "local_prose": len(prose), "embedded": len(embedded)}
+    return rows, counts
+
+
+def matrix(samples: list[tuple[str, int]]):
+    from scipy.sparse import csr_matrix
+
+    ind, ptr, data = [], [0], []
+    for text, _ in samples:
+        idx = indices(text)
+        ind.append(idx)
+        data.append(np.full(len(idx), 1.0 / np.sqrt(max(1, len(idx))), dtype=np.float32))
+        ptr.append(ptr[-1] + len(idx))
+    return csr_matrix((np.concatenate(data), np.concatenate(ind), np.array(ptr)), shape=(len(samples), DIM))
+
+
+def _is_extra(row: Row) -> bool:
+    return row.source.startswith(("S-Labs/", "neuralchemy/"))
+
+
+def fit(rows: list[Row], seed: int) -> tuple[np.ndarray, float, float]:
+    """(weights, bias, offset). `offset` calibrates the classifier for the noisy-OR:
+    the logit at the FPR_TARGET quantile of out-of-fold benign logits (dev, ours, local
+    prose: the long, realistic benign rows), so the classifier alone reaches 0.5 only
+    where about FPR_TARGET of unseen benign text would."""
+    from sklearn.linear_model import LogisticRegression
+
+    def train(sel: list[Row]):
+        samples = [w for r in sel for w in windows_of(r)]
+        clf = LogisticRegression(C=C, solver="liblinear", class_weight="balanced", max_iter=300, random_state=seed)
+        return clf.fit(matrix(samples), np.array([label for _, label in samples]))
+
+    rng = np.random.default_rng(seed)
+    fold_of = rng.integers(0, FOLDS, size=len(rows))
+    benign_logits: list[float] = []
+    for k in range(FOLDS):
+        held = [r for r, f in zip(rows, fold_of) if f == k and not _is_extra(r) and r.label == 0]
+        clf = train([r for r, f in zip(rows, fold_of) if f != k or _is_extra(r)])
+        for r in held:  # a row's logit is its highest window's, as in Classifier.logit_of
+            benign_logits.append(float(clf.decision_function(matrix(windows_of(r))).max()))
+    offset = float(np.quantile(benign_logits, 1 - FPR_TARGET))
+    clf = train(rows)
+    return clf.coef_[0].astype(np.float32), float(clf.intercept_[0]), offset
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="ramparts train injection", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory with injection_dev.jsonl and injection_train_extra.jsonl")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / MODEL_FILE)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args(argv)
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        print("training needs scikit-learn: pip install 'ramparts[test]'", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    rows, counts = build_rows(args.data, args.seed)
+    weights, bias, offset = fit(rows, args.seed)
+    meta = {"offset": round(offset, 4), "fpr_target": FPR_TARGET, "window": WINDOW, "C": C, "seed": args.seed, "rows": counts, "dim": DIM,
+            "features": "char 3-5 + word 1-2 grams, hashed, binary, l2", "split": "corpus.is_held_out (30 %)"}
+    save(args.out, weights, bias, meta)
+    print(json.dumps({"out": str(args.out), "rows": counts, "seconds": round(time.perf_counter() - t0, 1)}))
+    return 0
