@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import logging
+
 import aiohttp
+import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.config.policy import CompiledPolicy
@@ -21,6 +25,7 @@ from proxy.egress.address import AddressPolicy
 from proxy.handler import ProxyHandler
 from proxy.metrics import Metrics
 from proxy.pipeline.chain import Chain
+from proxy.pipeline.deny import Deny
 from proxy.pipeline.registry import stage_class
 from proxy.pipeline.stage import Stage, StageServices
 from proxy.upstream import make_session
@@ -44,6 +49,7 @@ class AppState:
 
 
 STATE = web.AppKey("ramparts_state", AppState)
+log = logging.getLogger("ramparts.server")
 
 
 def build_stages(policy: CompiledPolicy, services: StageServices) -> list[Stage]:
@@ -77,23 +83,65 @@ def build_app(state: AppState) -> web.Application:
         await state.session.close()
 
     app.cleanup_ctx.append(lifecycle)
-    handler = ProxyHandler(state)
+    proxy_handler = ProxyHandler(state)
+
+    @web.middleware
+    async def every_request(request: web.Request, handler) -> web.StreamResponse:
+        """Targets the router cannot match (CONNECT host:port) reach the proxy handler too."""
+        return await proxy_handler(request)
+
+    app.middlewares.append(every_request)
     # One catch-all: the handler decides (exact paths only; everything else 404).
-    app.router.add_route("*", "/{tail:.*}", handler.__call__, expect_handler=_expect_handler(state))
+    app.router.add_route("*", "/{tail:.*}", proxy_handler.__call__, expect_handler=_expect_handler(state))
     return app
 
 
+def _json_error(status: int, message: str, code: str) -> web.Response:
+    resp = web.Response(status=status, body=orjson.dumps(Deny(status, message, "invalid_request_error", code).body()),
+                        content_type="application/json")
+    resp.force_close()
+    return resp
+
+
+class _ParseErrorProtocol(RequestHandler):
+    """aiohttp answers unparseable requests in plain text that echoes the offending
+    bytes (an Authorization line included) and logs them with a traceback. Answer in
+    the OpenAI error shape and log only the kind of error."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        log.warning("refused a malformed request from %s: %s (%d)", request.remote, type(exc).__name__, status)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response was already started")
+        return _json_error(status, f"the request is not valid HTTP/1.1 ({type(exc).__name__})", "malformed_request")
+
+
+class _ProxyWebServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ParseErrorProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class ProxyRunner(web.AppRunner):
+    """AppRunner whose connections answer parse errors in the OpenAI shape."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProxyWebServer  # same state; only the protocol factory differs
+        return server
+
+
 def _expect_handler(state: AppState):
-    async def expect(request: web.Request) -> None:
+    async def expect(request: web.Request) -> web.Response | None:
         """Expect: 100-continue with an oversized body: 413 before reading a byte of it."""
         if request.version != aiohttp.HttpVersion11:
             return
         if request.headers.get("Expect", "").lower() != "100-continue":
             raise web.HTTPExpectationFailed(text="unknown Expect")
         if request.content_length is not None and request.content_length > state.policy.server.max_body_bytes:
-            raise web.HTTPRequestEntityTooLarge(max_size=state.policy.server.max_body_bytes, actual_size=request.content_length,
-                                                headers={"Connection": "close"})
+            return _json_error(413, f"the request body is larger than {state.policy.server.max_body_bytes} bytes", "body_too_large")
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
     return expect
 
 
@@ -123,6 +171,8 @@ def runner_kwargs(state: AppState) -> dict[str, Any]:
     s = state.policy.server
     return dict(
         handler_cancellation=True,  # a client that disconnects cancels the upstream call
+        auto_decompress=False,  # encoded request bodies are refused (415), never inflated (gzip bombs)
+        lingering_time=1.0,  # an unread refused body (413/415/408) is drained for 1 s, not 10, then closed
         keepalive_timeout=s.keepalive_timeout_s,  # also bounds a slowloris header dribble
         max_line_size=s.max_line_size, max_field_size=s.max_field_size, max_headers=s.max_headers,
         access_log=None, shutdown_timeout=2.0,

@@ -40,9 +40,10 @@ class ClientGone(Exception):
 
 def error_response(deny: Deny, request_id: str, close: bool = False) -> web.Response:
     headers = {"Content-Type": JSON, "X-Request-ID": request_id, **deny.headers}
+    resp = web.Response(status=deny.status, body=orjson.dumps(deny.body()), headers=headers)
     if close:
-        headers["Connection"] = "close"
-    return web.Response(status=deny.status, body=orjson.dumps(deny.body()), headers=headers)
+        resp.force_close()  # a Connection: close header alone does not make aiohttp close
+    return resp
 
 
 def sse_error(message: str, type_: str = "upstream_error", code: str | None = None) -> bytes:
@@ -109,6 +110,9 @@ class ProxyHandler:
         """What must be refused before anything else runs (SECURITY_TESTS A, C1, C7, D1)."""
         if request.method == "CONNECT" or not request.raw_path.startswith("/"):
             return bad_request("absolute-form request targets and CONNECT are not accepted", "bad_request_target")
+        te = request.headers.getall("Transfer-Encoding", [])
+        if te and [v.strip().lower() for v in te] != ["chunked"]:
+            return bad_request("the only transfer coding accepted is a single 'chunked'", "bad_transfer_encoding")
         if "Upgrade" in request.headers or request.version != aiohttp.HttpVersion11 and request.version != aiohttp.HttpVersion10:
             return bad_request("protocol upgrades are not supported", "upgrade_refused")
         if route is None and local is None:
@@ -154,7 +158,7 @@ class ProxyHandler:
         if isinstance(raw, Deny):
             ex.outcome = "denied"
             ex.denied = ("handler", raw.code or "")
-            return error_response(raw, ex.request_id, close=raw.status in (408, 413))
+            return error_response(raw, ex.request_id, close=raw.status in (408, 413, 415))
         try:
             body = loads_strict(raw, st.policy.server.max_json_depth)
             validate_request(ex.route, body)

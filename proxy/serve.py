@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from proxy.app import AppState, build_app, build_ops_app, build_state, runner_kwargs
+from proxy.app import AppState, ProxyRunner, build_app, build_ops_app, build_state, runner_kwargs
 from proxy.config.loader import PolicyInvalid, load_policy
 from proxy.config.secret import SecretError
 
@@ -37,7 +37,7 @@ class Server:
         self.state = state
         self.listen = listen
         self.ops_listen = ops_listen
-        self.runner = web.AppRunner(build_app(state), **runner_kwargs(state))
+        self.runner = ProxyRunner(build_app(state), **runner_kwargs(state))
         self.ops_runner = web.AppRunner(build_ops_app(state), access_log=None) if ops_listen else None
         self.site: web.TCPSite | None = None
         self.port: int | None = None
