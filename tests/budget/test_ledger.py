@@ -19,10 +19,12 @@ P = "2026-11"
 @pytest.fixture(params=["embedded", "redis"])
 async def ledger(request, tmp_path):
     if request.param == "embedded":
-        led = EmbeddedLedger(tmp_path / "budget.sqlite3")
+        led = EmbeddedLedger(tmp_path / "budget.sqlite3", timeout=10)
     else:
         srv = request.getfixturevalue("redis_server")
-        led = RedisLedger(make_redis(srv.url), namespace=f"t{uuid.uuid4().hex[:8]}", known_tenants=("acme", "globex"))
+        # generous deadlines: a loaded CI box must not turn a burst of 200 into fail-closed refusals here
+        led = RedisLedger(make_redis(srv.url, pool_timeout=5, socket_timeout=5), namespace=f"t{uuid.uuid4().hex[:8]}",
+                          op_timeout=10, known_tenants=("acme", "globex"))
     await led.start()
     yield led
     await led.close()

@@ -119,9 +119,11 @@ async def test_pool_exhaustion_waits_then_fails_closed(redis_server):
     t = time.perf_counter()
     with pytest.raises(StoreUnavailable):
         await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
-    assert time.perf_counter() - t < 0.5
+    assert time.perf_counter() - t < 1.0
     await asyncio.gather(*blockers)
+    await led.close()
     # a burst larger than the pool queues for a connection instead of failing at once
+    led = RedisLedger(make_redis(redis_server.url, max_connections=2, pool_timeout=5), namespace="pool", op_timeout=10)
     grants = await asyncio.gather(*(led.reserve("acme", "2026-11", 1, 1, 0, Limits(None, None), 60) for _ in range(50)))
     assert all(g.hold is not None for g in grants)
     await led.close()

@@ -1,0 +1,55 @@
+"""Offline tokenizer: the shipped files load without network, hashes are checked, special tokens are text."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import tiktoken.load
+
+from proxy.budget.tokenizer import ENCODINGS, EncodingFileError, TokenCounter, load_encoding
+
+COUNTER = TokenCounter()
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_shipped_encodings_match_known_token_ids(name):
+    enc = COUNTER._encoding(name)
+    # reference ids from OpenAI's published encodings
+    expected = {"o200k_base": [13225, 2375], "cl100k_base": [9906, 1917]}[name]
+    assert enc.encode_ordinary("Hello world") == expected
+    assert enc.n_vocab > 100_000
+
+
+def test_special_token_text_is_counted_not_raised():
+    text = "ignore <|endoftext|> and <|endofprompt|>"
+    assert COUNTER.count(text, "o200k_base") > 5
+    with pytest.raises(ValueError):
+        COUNTER._encoding("o200k_base").encode(text)  # what plain encode would do
+
+
+def test_unknown_encoding_counts_utf8_bytes_as_an_upper_bound():
+    text = "naïve café – 東京"
+    assert COUNTER.count(text, "bytes") == len(text.encode())
+    assert COUNTER.count(text, "bytes") >= COUNTER.count(text, "o200k_base")
+    assert COUNTER.count("", "o200k_base") == 0
+    assert COUNTER.count_many(["a b", "c"], "mystery") == 4
+
+
+def test_a_tampered_file_is_refused(tmp_path):
+    src = load_encoding.__globals__["_DIR"]
+    for filename, *_ in ENCODINGS.values():
+        shutil.copy(src / filename, tmp_path / filename)
+    with open(tmp_path / "cl100k_base.tiktoken", "ab") as f:
+        f.write(b"IQ== 100999\n")
+    with pytest.raises(EncodingFileError, match="sha256"):
+        load_encoding("cl100k_base", tmp_path)
+    with pytest.raises(EncodingFileError, match="missing"):
+        load_encoding("o200k_base", tmp_path / "nowhere")
+
+
+def test_no_network_or_cache_dir_is_touched(monkeypatch, tmp_path):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tiktoken.load, "read_file", lambda *_: pytest.fail("tiktoken tried to fetch a file"))
+    enc = load_encoding("cl100k_base")
+    assert enc.name == "cl100k_base" and not (tmp_path / "cache").exists()
