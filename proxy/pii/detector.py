@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ _GATES: dict[str, Gate] = {
 class _Compiled:
     """One recognizer's patterns compiled with `re` (same flags as Presidio's `regex`)."""
 
-    __slots__ = ("rec", "entity", "patterns", "context", "whole_match_groups")
+    __slots__ = ("rec", "entity", "patterns", "context", "whole_match_groups", "shrink")
 
     def __init__(self, rec: PatternRecognizer) -> None:
         self.rec = rec
@@ -79,14 +80,19 @@ class _Compiled:
         self.context = frozenset(w.lower() for w in (rec.context or ()))
         # Presidio's IBAN recognizer tries shorter group ends when the whole match fails.
         self.whole_match_groups = isinstance(rec, IbanRecognizer)
+        # Phone numbers run into a following number ("call 415-555-0134 4111 ..."): the match
+        # cut at each space is a candidate too; overlap resolution keeps the longest that fits.
+        self.shrink = bool(getattr(rec, "SHRINK_AT_SPACES", False))
 
-    def scan(self, text: str, base: int, out: list[Span]) -> None:
+    def scan(self, text: str, base: int, out: list[Span], cut: set[tuple[int, int]] | None = None) -> None:
         for rx, pscore in self.patterns:
             for m in rx.finditer(text):
                 s = m.start()
                 ends = [m.end()]
                 if self.whole_match_groups:
                     ends = [m.end(g) if m.end(g) > 0 else m.end() for g in range(len(m.groups()), 0, -1)] or ends
+                elif self.shrink:
+                    ends += [s + i for i in range(m.end() - s - 1, 0, -1) if text[s + i] == " "]
                 for e in ends:
                     found = text[s:e]
                     if not found:
@@ -94,7 +100,10 @@ class _Compiled:
                     score = self._score(found, pscore)
                     if score > 0:
                         out.append(Span(base + s, base + e, self.entity, score))
-                        break
+                        if e != m.end() and cut is not None:
+                            cut.add((base + s, base + e))
+                        if not self.shrink:
+                            break  # shrunk phone candidates all go on: overlap resolution picks
 
     def _score(self, found: str, pscore: float) -> float:
         if self.rec.invalidate_result(found):
@@ -135,13 +144,14 @@ class Detector:
         if not text:
             return []
         cands: list[Span] = []
+        cut: set[tuple[int, int]] = set()  # candidates cut short of their regex match
         if self._gated:
             for m in self._window.finditer(text):
                 w = m.group()
                 nd = len(_NOT_DIGITS.sub("", w))
                 for comp, gate in self._gated:
                     if gate(w, nd):
-                        comp.scan(w, m.start(), cands)
+                        comp.scan(w, m.start(), cands, cut)
         for comp in self._custom:
             comp.scan(text, 0, cands)
         if self.ner is not None:
@@ -160,7 +170,12 @@ class Detector:
                     score = min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN))
             if score >= self._threshold and score > 0:
                 kept.append(sp if score == sp.score else Span(sp.start, sp.end, sp.entity, score))
-        return self._resolve(text, kept)
+        spans = resolve(text, kept, self._allow)
+        if cut:
+            # A cut candidate only stands when the rest of its match is another entity.
+            starts = {sp.start for sp in spans}
+            spans = [sp for sp in spans if (sp.start, sp.end) not in cut or sp.end + 1 in starts]
+        return spans
 
     @staticmethod
     def _has_context(lowered: str, start: int, end: int, ctx: frozenset[str]) -> bool:
@@ -171,18 +186,25 @@ class Detector:
                 return True
         return False
 
-    def _resolve(self, text: str, spans: list[Span]) -> list[Span]:
-        return resolve(text, spans, self._allow)
-
 
 def resolve(text: str, spans: list[Span], allow: frozenset[str] = frozenset()) -> list[Span]:
-    """Non-overlapping spans (highest score, then longest), allow-listed values removed, in order."""
+    """Non-overlapping spans (highest score, then longest), allow-listed values removed, in order.
+
+    O(n log n): a text with thousands of hits must not cost quadratic time.
+    """
     spans.sort(key=lambda s: (-s.score, -(s.end - s.start), s.start))
+    starts: list[int] = []  # taken spans, sorted by start
+    ends: list[int] = []
     taken: list[Span] = []
     for sp in spans:
-        if all(sp.end <= t.start or sp.start >= t.end for t in taken):
-            taken.append(sp)
+        i = bisect.bisect_right(starts, sp.start)
+        if i > 0 and ends[i - 1] > sp.start:
+            continue  # overlaps the taken span that starts at or before it
+        if i < len(starts) and starts[i] < sp.end:
+            continue  # overlaps the next taken span
+        starts.insert(i, sp.start)
+        ends.insert(i, sp.end)
+        taken.insert(i, sp)
     if allow:
         taken = [s for s in taken if text[s.start:s.end].casefold() not in allow]
-    taken.sort(key=lambda s: s.start)
     return taken

@@ -79,12 +79,12 @@ class PhoneShapeRecognizer(PatternRecognizer):
     _CC = r"(?:\+\d{1,3}[ .\-]?)?"  # +country code
     _AREA = r"(?:\(\d{1,4}\)[ .\-]?)?"  # (area) or (0)
     _EXT = r"(?:\s?(?:x|ext\.?)\s?\d{1,6})?"  # extension
-    _TAIL = r"(?![\w]|[.\-/:]\d| \d)"
+    _TAIL = r"(?![\w]|[.\-/:]\d)"
     # Three or more groups, or any groups after +country / (area).
     GROUPED = _HEAD + _CC + _AREA + r"\d{1,5}(?:[ .\-]\d{1,8}){2,5}" + _EXT + _TAIL
     INTL = _HEAD + r"(?:\+\d{1,3}[ .\-]?" + _AREA + r"|\(\d{1,4}\)[ .\-]?)\d{1,8}(?:[ .\-]\d{1,8}){0,5}" + _EXT + _TAIL
     # Two plain groups ("467 3395") look like street numbers and zip codes too: context decides.
-    TWO_GROUPS = _HEAD + r"\d{2,5}[ .\-]\d{4,8}" + _EXT + _TAIL
+    TWO_GROUPS = _HEAD + r"\d{2,5}[ .\-]\d{4,8}" + _EXT + r"(?![\w]|[.\-/:]\d| \d)"
     PLUS = r"(?<![\w+])\+\d{8,14}(?!\w)"
     BARE = r"(?<![\w+/.\-])\d{8,12}(?![\w]|[.\-/:]\d)"
     PATTERNS = [
@@ -101,6 +101,8 @@ class PhoneShapeRecognizer(PatternRecognizer):
     _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
     _SSN_SHAPE = re.compile(r"^\d{3}-\d{2}-\d{4}$")  # the US SSN layout is not a phone layout
     _EXT_RX = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,6}$", re.I)
+
+    SHRINK_AT_SPACES = True  # see detector._Compiled: a number may run into the next one
 
     def __init__(self) -> None:
         super().__init__(supported_entity="PHONE_NUMBER", patterns=self.PATTERNS, context=self.CONTEXT)
