@@ -99,6 +99,23 @@ async def test_a_locked_file_fails_closed_within_the_timeout(tmp_path):
     await led.close()
 
 
+async def test_uncontended_steps_run_inline_and_contended_ones_on_the_thread(tmp_path):
+    led = EmbeddedLedger(tmp_path / "budget.sqlite3", timeout=5)
+    await led.start()
+    g = await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
+    await led.settle(g.hold, 1)
+    assert (led.db.inline_steps, led.db.thread_steps) == (2, 0)
+    blocker = sqlite3.connect(tmp_path / "budget.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another worker mid-write
+    pending = asyncio.ensure_future(led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60))
+    await asyncio.sleep(0.05)
+    assert not pending.done()  # waiting on the thread, not blocking the loop
+    blocker.execute("COMMIT")
+    blocker.close()
+    assert (await pending).hold is not None and led.db.thread_steps == 1
+    await led.close()
+
+
 async def test_an_unopened_store_fails_closed(tmp_path):
     with pytest.raises(StoreUnavailable):
         await EmbeddedLedger(tmp_path / "x.sqlite3").reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
