@@ -429,3 +429,22 @@ async def test_three_processes_sharing_a_store_never_overspend(store, tmp_path, 
     bal = await balance(stage)
     await stage.stop()
     assert admitted == 10 and bal.spent <= CAP and bal.held == 0 and bal.held_interactions == 0
+
+
+async def test_a_huge_prompt_is_counted_off_the_event_loop(stage):
+    body = {**MSG, "messages": [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * 20000}]}
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    ex = make_exchange(stage.policy, body)
+    assert await stage.on_request(ex) is None
+    t.cancel()
+    assert ex.state["budget"].prompt_tokens > 180_000
+    assert ticks >= 3  # the loop kept running while ~100 ms of tokenizing happened in a thread
