@@ -8,6 +8,9 @@ response digest = SHA-256 of the RFC 8785 JSON object {"<choice>:<field>:<tool>"
                   hashed incrementally, so memory stays flat however long the
                   stream is.
 
+The request path only keeps references (`Capture`): the parsing and hashing
+happen in the sink's writer thread, off the event loop (bench/audit_hot_path.py).
+
 For an array of strings orjson's output is byte-identical to RFC 8785 (no key
 order, no numbers; both escape only `"`, `\\` and control characters), and it
 is ~50x faster on the request path; tests/audit/test_digest.py holds the proof.
@@ -75,3 +78,32 @@ class ResponseDigest:
 
     def texts(self) -> dict[str, str]:
         return {k: "".join(v[1]) for k, v in self._slots.items() if v[1] is not None}
+
+
+class Capture:
+    """What one exchange said, held by reference until the writer digests it.
+
+    `prompt`: the request's text carriers as sent upstream; `response`: the raw
+    data strings of the response events as the provider sent them (the audit
+    stage is first on the way out). Strings are immutable, so later stages'
+    edits never reach what is digested here.
+    """
+
+    __slots__ = ("prompt", "response")
+
+    def __init__(self, prompt: list[str] | None = None) -> None:
+        self.prompt = prompt
+        self.response: list[str] = []
+
+    def apply(self, body: dict[str, Any], keep_text: bool) -> dict[str, Any] | None:
+        """Fill the record's digest fields; return the content to retain (when asked)."""
+        body["prompt_digest"] = strings_digest(self.prompt) if self.prompt is not None else None
+        rd = ResponseDigest(keep_text)
+        for data in self.response:
+            try:
+                rd.feed(orjson.loads(data))
+            except orjson.JSONDecodeError:  # [DONE], comments, a provider's non-JSON line
+                continue
+        body["response_digest"] = rd.hexdigest()
+        body["response_chars"] = rd.chars
+        return {"prompt": self.prompt or [], "response": rd.texts()} if keep_text else None

@@ -68,8 +68,8 @@ def _clean(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
     return _clean(str(value), secrets, depth)
 
 
-def build_record(ex: Exchange, *, prompt_digest: str | None, response_digest: str | None,
-                 response_chars: int, secrets: tuple[str, ...], at: str | None = None) -> dict[str, Any]:
+def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = None) -> dict[str, Any]:
+    """The record's facts; digest fields stay None until digest.Capture.apply fills them."""
     ident = ex.identity
     claimed = None
     if ident is None:
@@ -101,9 +101,9 @@ def build_record(ex: Exchange, *, prompt_digest: str | None, response_digest: st
         "decisions": [{"stage": d.stage, "decision": d.decision, "detail": _clean(dict(d.detail), secrets)}
                       for d in ex.decisions],
         "policy": ex.policy.digest,
-        "prompt_digest": prompt_digest,
-        "response_digest": response_digest,
-        "response_chars": response_chars,
+        "prompt_digest": None,
+        "response_digest": None,
+        "response_chars": 0,
         "duration_us": int(((finished or time.perf_counter()) - started) * 1e6),
     }
     return record

@@ -53,7 +53,9 @@ class WriterOptions:
 @dataclass
 class _Pending:
     body: dict[str, Any]
-    content: Any = None  # plaintext to encrypt for body["subject"], never written as is
+    # Runs in the writer thread before sealing: fills digest fields and returns plaintext
+    # content to encrypt for body["subject"] (None: keep nothing). Never written as is.
+    finish: Callable[[dict[str, Any]], Any] | None = None
 
 
 @dataclass
@@ -156,11 +158,13 @@ class AuditWriter:
         """True while new requests should be refused under fail-closed."""
         return self.failing or len(self._queue) >= self.opt.queue_size
 
-    def submit(self, body: dict[str, Any], content: Any = None) -> bool:
-        """Queue one record; never blocks. False (counted, logged) only beyond the hard limit."""
+    def submit(self, body: dict[str, Any], finish: Callable[[dict[str, Any]], Any] | None = None) -> bool:
+        """Queue one record; never blocks. False (counted, logged) only beyond the hard limit.
+
+        `finish(body)` runs later in the writer thread (digests, content to retain)."""
         if self._closed:  # shutdown already flushed: a late exchange is written inline
             try:
-                self._write_batch([_Pending(body, content)])
+                self._write_batch([_Pending(body, finish)])
                 self._final()
                 return True
             except OSError:
@@ -172,7 +176,7 @@ class AuditWriter:
             self._fail_count()
             log.error("audit queue full (%d): record of request %s dropped", len(self._queue), body.get("request_id"))
             return False
-        self._queue.append(_Pending(body, content))
+        self._queue.append(_Pending(body, finish))
         if self.metrics is not None:
             self.metrics.audit_queue.set(len(self._queue))
         self._wake.set()
@@ -364,10 +368,10 @@ class AuditWriter:
         self._rotate_if_needed()
         bodies = []
         for item in batch:
-            body = item.body
-            if item.content is not None and self.subject_keys is not None and body.get("subject") is not None:
-                body = dict(body)
-                body["content"] = self.subject_keys.encrypt(body["tenant"], body["subject"], body["request_id"], item.content)
+            body = dict(item.body)  # a retry after a failed write starts from the original again
+            content = item.finish(body) if item.finish is not None else None
+            if content is not None and self.subject_keys is not None and body.get("subject") is not None:
+                body["content"] = self.subject_keys.encrypt(body["tenant"], body["subject"], body["request_id"], content)
             bodies.append(body)
         self._append(bodies)
 

@@ -9,6 +9,7 @@ only gathers facts; proxy/audit/ builds, seals, writes and verifies.
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from proxy.audit import layout
 from proxy.audit.content import SubjectKeys
-from proxy.audit.digest import ResponseDigest, strings_digest, texts_of
+from proxy.audit.digest import Capture, texts_of
 from proxy.audit.keyring import PRIVATE_SUFFIX, Signer, generate_keypair, load_private_key
 from proxy.audit.query import Query, QueryError, run as run_query
 from proxy.audit.record import build_record, credentials_of
@@ -59,15 +60,6 @@ class AuditConfig(StageConfig):
         if self.retain_content and self.content_key is None:
             raise ValueError("retain_content needs content_key (the key that wraps per-subject keys)")
         return self
-
-
-class _Scratch:
-    __slots__ = ("prompt_digest", "prompt_texts", "response")
-
-    def __init__(self, keep: bool) -> None:
-        self.prompt_digest: str | None = None
-        self.prompt_texts: list[str] | None = None
-        self.response = ResponseDigest(keep_text=keep)
 
 
 class AuditStage(Stage):
@@ -119,41 +111,30 @@ class AuditStage(Stage):
             await self.writer.stop()
 
     async def on_request(self, ex: Exchange) -> Deny | None:
-        """Last on the way in: refuse while the sink is unhealthy (fail closed); digest the outgoing prompt."""
+        """Last on the way in: refuse while the sink is unhealthy (fail closed); keep the outgoing prompt's text."""
         w = self.writer
         if w is not None and w.overloaded and self.config.on_error == "closed":
             return unavailable("the audit log is unavailable; retry shortly", "audit_unavailable", retry_after=2)
-        scratch = _Scratch(self._keep)
-        texts = texts_of(ex.route, ex.body)
-        scratch.prompt_digest = strings_digest(texts)
-        if self._keep:
-            scratch.prompt_texts = texts
-        ex.state["audit"] = scratch
+        ex.state["audit"] = Capture(texts_of(ex.route, ex.body))  # nothing edits the body after the last stage
         return None
 
     async def on_response_event(self, ex: Exchange, event: Event) -> list[Event]:
-        """First on the way out: digest the provider's text; never changes the event."""
-        scratch = ex.state.get("audit")
-        if scratch is not None and event.data is not None:
-            scratch.response.feed(event.payload)
+        """First on the way out: keep a reference to what the provider sent; never changes the event."""
+        capture = ex.state.get("audit")
+        if capture is not None and event.data is not None:
+            capture.response.append(event.data)
         return [event]
 
     async def on_complete(self, ex: Exchange) -> None:
-        """Always, after the other stages: build the record and queue it (never waits on disk)."""
-        scratch: _Scratch | None = ex.state.get("audit")
-        if scratch is None:  # denied before reaching this stage: digest what was asked
-            scratch = _Scratch(self._keep)
+        """Always, after the other stages: build the record and queue it (digests happen in the writer)."""
+        capture: Capture | None = ex.state.get("audit")
+        if capture is None:  # denied before reaching this stage: digest what was asked, if anything
             texts = texts_of(ex.route, ex.body)
-            scratch.prompt_digest = strings_digest(texts) if texts else None
-            scratch.prompt_texts = texts if self._keep else None
-        record = build_record(ex, prompt_digest=scratch.prompt_digest, response_digest=scratch.response.hexdigest(),
-                              response_chars=scratch.response.chars,
-                              secrets=credentials_of(ex, self._provider_keys))
-        content = None
-        if self._keep and ex.identity is not None:
-            content = {"prompt": scratch.prompt_texts or [], "response": scratch.response.texts()}
+            capture = Capture(texts if texts else None)
+        record = build_record(ex, secrets=credentials_of(ex, self._provider_keys))
+        keep = self._keep and ex.identity is not None
         if self.writer is not None:
-            self.writer.submit(record, content)
+            self.writer.submit(record, functools.partial(capture.apply, keep_text=keep))
 
     async def serve_local(self, ex: Exchange, query: dict[str, str]) -> tuple[int, Any]:
         """GET /v1/audit?from=&to=&subject=&limit=: the caller's own tenant's records only."""

@@ -83,7 +83,7 @@ async def test_erase_export_and_legal_hold(tmp_path, signer, capsys, monkeypatch
     await w.start()
     for i, subject in enumerate(("alice", "held-user", "alice")):
         w.submit({"type": "exchange", "time": f"2026-11-22T00:00:0{i}.000000Z", "request_id": f"r{i}",
-                  "tenant": "acme", "subject": subject}, {"prompt": [f"secret words of {subject}"]})
+                  "tenant": "acme", "subject": subject}, lambda body, s=subject: {"prompt": [f"secret words of {s}"]})
     w.submit({"type": "exchange", "time": "2026-11-22T00:00:09.000000Z", "request_id": "g", "tenant": "globex", "subject": "alice"})
     await w.stop()
 

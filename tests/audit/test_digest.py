@@ -48,3 +48,23 @@ def test_slots_are_separate_and_text_kept_only_on_request():
     plain = ResponseDigest()
     plain.feed(chat_chunk("a"))
     assert plain.texts() == {} and ResponseDigest().hexdigest() is None
+
+
+def test_capture_digests_in_the_writer_what_the_provider_sent():
+    import orjson
+
+    from proxy.audit.digest import Capture
+    cap = Capture(["hi"])
+    for c in (chat_chunk("Hello"), chat_chunk(" there, world", finish="stop")):
+        cap.response.append(orjson.dumps(c).decode())
+    cap.response.append("[DONE]")
+    body: dict = {}
+    content = cap.apply(body, keep_text=True)
+    whole = ResponseDigest()
+    whole.feed(chat_body("Hello there, world"))
+    assert body["response_digest"] == whole.hexdigest() and body["response_chars"] == 18
+    assert body["prompt_digest"] == strings_digest(["hi"])
+    assert content == {"prompt": ["hi"], "response": {"0:content:-1": "Hello there, world"}}
+    empty: dict = {}
+    assert Capture(None).apply(empty, keep_text=False) is None
+    assert empty == {"prompt_digest": None, "response_digest": None, "response_chars": 0}

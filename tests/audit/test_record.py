@@ -16,7 +16,7 @@ def test_details_are_bounded_json_safe_and_scrubbed():
     ex.decide("tenant", "allow", token="tok.en.value-123")
     secrets = credentials_of(ex, policy.provider_keys.values())
     assert "tok.en.value-123" in secrets and "sk-test-provider-key-0000" in secrets
-    rec = build_record(ex, prompt_digest=None, response_digest=None, response_chars=0, secrets=secrets)
+    rec = build_record(ex, secrets=secrets)
     d = rec["decisions"][0]["detail"]
     assert d["hits"][0]["sample"] == REDACTED and rec["decisions"][1]["detail"]["token"] == REDACTED
     assert len(d["note"]) == MAX_DETAIL_STRING + 1 and d["ratio"] == "inf" and d["big"] == str(2**70)
@@ -28,6 +28,6 @@ def test_unauthenticated_record():
     policy = make_policy()
     ex = make_exchange(policy, None, tenant=None, headers={"X-Tenant-ID": "acme"})
     ex.outcome = "denied"
-    rec = build_record(ex, prompt_digest=None, response_digest=None, response_chars=0, secrets=())
+    rec = build_record(ex, secrets=())
     assert (rec["tenant"], rec["claimed_tenant"], rec["subject"], rec["jti"]) == (None, "acme", None, None)
     assert rec["v"] == 1 and rec["type"] == "exchange" and rec["time"].endswith("Z")
