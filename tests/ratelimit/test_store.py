@@ -61,3 +61,28 @@ async def test_unreachable_redis_fails_closed():
     with pytest.raises(StoreUnavailable):
         await s.apply("acme:chat:req", Limit(10, 10), 1, "take")
     await s.close()
+
+
+WORKER = r"""
+import asyncio, sys
+from proxy.budget.redis_client import make_redis
+from proxy.ratelimit.gcra import Limit
+from proxy.ratelimit.redis_store import RedisRateStore
+
+async def main(url, ns):
+    s = RedisRateStore(make_redis(url, pool_timeout=5, socket_timeout=5), namespace=ns, op_timeout=10)
+    vs = await asyncio.gather(*(s.apply("acme:chat:req", Limit(10, 10), 1, "take") for _ in range(20)))
+    await s.close()
+    print(sum(v.allowed for v in vs))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_three_processes_share_one_redis_limit(redis_server):
+    import subprocess
+    import sys
+    ns = f"rl{uuid.uuid4().hex[:8]}"
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, redis_server.url, ns], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    assert sum(int(p.communicate(timeout=60)[0]) for p in procs) == 10

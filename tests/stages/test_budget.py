@@ -448,3 +448,23 @@ async def test_a_huge_prompt_is_counted_off_the_event_loop(stage):
     t.cancel()
     assert ex.state["budget"].prompt_tokens > 180_000
     assert ticks >= 3  # the loop kept running while ~100 ms of tokenizing happened in a thread
+
+
+async def test_month_rollover_settles_into_the_admitting_month_and_starts_fresh(stage, monkeypatch):
+    import proxy.stages.budget as budget_module
+    monkeypatch.setattr(budget_module, "period_of", lambda ts: "2026-11")
+    for _ in range(4):
+        ex = make_exchange(stage.policy, MSG)
+        assert await stage.on_request(ex) is None
+        await respond(stage, ex, [Event.body(chat_body("hi"))])
+    late = make_exchange(stage.policy, MSG)
+    assert await stage.on_request(late) is None  # the 5th of November, answered after midnight
+    monkeypatch.setattr(budget_module, "period_of", lambda ts: "2026-12")
+    await respond(stage, late, [Event.body(chat_body("hi"))])
+    nov = await stage.ledger.balance("acme", "2026-11")
+    dec = await stage.ledger.balance("acme", "2026-12")
+    assert (nov.used, nov.held_interactions) == (5, 0) and dec == type(dec)()
+    fresh = make_exchange(stage.policy, MSG)
+    assert await stage.on_request(fresh) is None
+    assert fresh.extra_response_headers["X-Ramparts-Interactions-Remaining"] == "4"
+    assert fresh.extra_response_headers["X-Ramparts-Budget-Reset"] == "2027-01-01T00:00:00Z"
