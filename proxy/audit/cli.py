@@ -13,7 +13,7 @@ import orjson
 from proxy.audit import layout
 from proxy.audit.content import ErasureRefused, SubjectKeys
 from proxy.audit.keyring import Keyring, KeyLoadError, generate_keypair
-from proxy.audit.query import Query, QueryError, iter_records
+from proxy.audit.query import Query, iter_records
 from proxy.audit.verify import inclusion, verify_dir
 
 EXIT_USAGE = 2
@@ -91,8 +91,8 @@ def _prove(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ erase / export
 
 
-def _audit_settings(policy_path: Path | None, dir_override: Path | None, need_kek: bool):
-    """(audit dir, legal holds, SubjectKeys or None) from the policy's audit stage."""
+def _audit_settings(policy_path: Path | None, dir_override: Path | None):
+    """(audit dir, legal holds, content key secret or None) from the policy's audit stage."""
     holds: dict[str, list[str]] = {}
     kek = None
     audit_dir = dir_override
@@ -105,12 +105,11 @@ def _audit_settings(policy_path: Path | None, dir_override: Path | None, need_ke
         holds = cfg.legal_hold
         if audit_dir is None:
             audit_dir = (policy.base_dir / cfg.dir) if cfg.dir else Path(policy.server.data_dir) / "audit"
-        if cfg.content_key is not None and need_kek:
+        if cfg.content_key is not None:
             kek = cfg.content_key.resolve_bytes(policy.base_dir)
     if audit_dir is None:
         raise ValueError("pass --policy (or --dir)")
-    keys = SubjectKeys(audit_dir / layout.SUBJECT_KEYS, kek or b"") if kek is not None or not need_kek else None
-    return audit_dir, holds, keys
+    return audit_dir, holds, kek
 
 
 def erase_main(argv: list[str]) -> int:
@@ -123,8 +122,9 @@ def erase_main(argv: list[str]) -> int:
     ap.add_argument("--dir", type=Path, help="override the audit directory")
     a = ap.parse_args(argv)
     try:
-        audit_dir, holds, keys = _audit_settings(a.policy, a.dir, need_kek=False)
-        erased = keys.shred(a.tenant, a.subject, holds)
+        audit_dir, holds, _ = _audit_settings(a.policy, a.dir)
+        # shredding needs no key-encryption key: it destroys the wrapped subject key
+        erased = SubjectKeys(audit_dir / layout.SUBJECT_KEYS, b"").shred(a.tenant, a.subject, holds)
     except ErasureRefused as e:
         _err(str(e))
         _dump({"tenant": a.tenant, "subject": a.subject, "erased": False, "legal_hold": True})
@@ -150,10 +150,11 @@ def export_main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, help="file to write (default: stdout)")
     a = ap.parse_args(argv)
     try:
-        audit_dir, _, keys = _audit_settings(a.policy, a.dir, need_kek=True)
+        audit_dir, _, kek = _audit_settings(a.policy, a.dir)
+        keys = SubjectKeys(audit_dir / layout.SUBJECT_KEYS, kek) if kek is not None else None
         params = {k: v for k, v in (("from", a.since), ("to", a.until), ("subject", a.subject)) if v}
         q = Query.from_params(a.tenant, params)
-    except (QueryError, Exception) as e:
+    except Exception as e:  # policy errors, bad times, unreadable secrets: report, do not trace
         _err(str(e))
         return EXIT_USAGE
     out = open(a.out, "wb") if a.out else sys.stdout.buffer

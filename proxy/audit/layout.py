@@ -20,6 +20,11 @@ SUBJECT_KEYS = "subject-keys"
 RECORD_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.jsonl$")
 CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 READ_BLOCK = 1 << 20
+MAX_LINE = 16 << 20  # far above any record; a longer "line" is damage, not a record
+
+
+class LineTooLong(ValueError):
+    pass
 
 
 def records_root(audit_dir: Path) -> Path:
@@ -55,5 +60,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
                 yield lineno, buf[start:nl], True
                 start = nl + 1
             carry = buf[start:]
+            if len(carry) > MAX_LINE:
+                raise LineTooLong(f"{path.name}: line {lineno + 1} is longer than {MAX_LINE} bytes")
         if carry:
             yield lineno + 1, carry, False

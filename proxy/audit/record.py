@@ -20,6 +20,7 @@ RECORD_VERSION = 1
 MAX_DETAIL_STRING = 256  # longer strings in a decision detail are cut (verdicts are short)
 MAX_DETAIL_ITEMS = 64
 _CLAIMED_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.")  # any JWT, not only this caller's
 REDACTED = "[redacted]"
 
 
@@ -55,7 +56,7 @@ def _clean(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        if any(s in value for s in secrets):
+        if any(s in value for s in secrets) or ("eyJ" in value and _JWT_SHAPE.search(value)):
             return REDACTED
         return value if len(value) <= MAX_DETAIL_STRING else value[:MAX_DETAIL_STRING] + "…"
     if depth >= 4:

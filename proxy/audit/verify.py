@@ -138,6 +138,9 @@ def verify_chain(chain_dir: Path | None, chain: str, keyring: Keyring | None, ch
         _walk(chain_dir, chain, keyring, sigs, ckpts, rep)
     except _Stop:
         stopped = True
+    except layout.LineTooLong as e:
+        _add(rep, TAMPER, str(e))
+        stopped = True
     finally:
         if sigs is not None:
             bad = sigs.finish()

@@ -13,12 +13,13 @@ def test_details_are_bounded_json_safe_and_scrubbed():
                        headers={"Authorization": "Bearer tok.en.value-123"})
     ex.decide("leak", "cut", hits=[{"kind": "secret", "sample": "sk-test-provider-key-0000"}],
               note="x" * 1000, ratio=math.inf, big=2**70, nested={"a": {"b": {"c": {"d": {"e": 1}}}}}, tags={"t"})
-    ex.decide("tenant", "allow", token="tok.en.value-123")
+    ex.decide("tenant", "allow", token="tok.en.value-123", other="saw eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.sig here")
     secrets = credentials_of(ex, policy.provider_keys.values())
     assert "tok.en.value-123" in secrets and "sk-test-provider-key-0000" in secrets
     rec = build_record(ex, secrets=secrets)
     d = rec["decisions"][0]["detail"]
     assert d["hits"][0]["sample"] == REDACTED and rec["decisions"][1]["detail"]["token"] == REDACTED
+    assert rec["decisions"][1]["detail"]["other"] == REDACTED  # someone else's JWT, by its shape
     assert len(d["note"]) == MAX_DETAIL_STRING + 1 and d["ratio"] == "inf" and d["big"] == str(2**70)
     assert d["tags"] == ["t"] and d["nested"]["a"]["b"]["c"] == "…"
     canonical(rec)  # JCS accepts it: no NaN/inf, no oversized ints

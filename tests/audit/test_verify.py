@@ -285,3 +285,15 @@ async def test_signatures_checked_in_worker_processes(tmp_path, signer, keyring,
         assert rep.status == verify.OK and rep.chains[0].entries == 101
     else:
         assert rep.status == verify.BAD_SIGNATURE and rep.chains[0].findings[0].seq == bad_at
+
+
+async def test_oversized_line_is_reported_not_loaded(tmp_path, signer, keyring, monkeypatch):
+    from proxy.audit import layout
+    await write_log(tmp_path, signer, 3)
+    monkeypatch.setattr(layout, "MAX_LINE", 4096)
+    path = chain_file(tmp_path)
+    lines = read_lines(path)
+    lines.insert(2, b"x" * (3 * layout.READ_BLOCK) + b"\n")
+    _rewrite(path, lines)
+    rep = _status(tmp_path, keyring)
+    assert rep.status == verify.TAMPER and "longer than" in rep.chains[0].findings[0].detail
