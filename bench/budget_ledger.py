@@ -116,7 +116,8 @@ async def main(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ramparts-bench-"))
     rows: dict[str, list[tuple[float, float]]] = {}
     thr: dict[str, list[float]] = {}
-    pol = make_policy(plans={"pro": {"models": ["gpt-4o-mini"], "max_tokens_per_request": 1000, "monthly_budget_usd": 10**6}})
+    pol = make_policy(plans={"pro": {"models": ["gpt-4o-mini"], "max_tokens_per_request": 1000, "monthly_budget_usd": 10**6,
+                                   "monthly_interactions": None}})
     svc = make_services(tmp)
     stages = {}
     for name, store in (("noop", None), ("embedded", "embedded"), ("redis", url)):

@@ -148,6 +148,8 @@ class BudgetStage(Stage):
         if ex.route not in _ROUTES or ex.body is None:
             return None
         tenant = ex.tenant
+        if tenant is None:  # only a verified tenant has a budget: refuse rather than spend unaccounted
+            return Deny(403, "no verified tenant for this request", "permission_error", "no_tenant", reason="no_tenant")
         plan = self.plans[tenant.plan_name]
         refusal = plan.check_model(ex.model)
         if refusal is not None:

@@ -468,3 +468,8 @@ async def test_month_rollover_settles_into_the_admitting_month_and_starts_fresh(
     assert await stage.on_request(fresh) is None
     assert fresh.extra_response_headers["X-Ramparts-Interactions-Remaining"] == "4"
     assert fresh.extra_response_headers["X-Ramparts-Budget-Reset"] == "2027-01-01T00:00:00Z"
+
+
+async def test_without_a_verified_tenant_nothing_is_reserved(stage):
+    deny = await stage.on_request(make_exchange(stage.policy, MSG, tenant=None))
+    assert deny.status == 403 and deny.code == "no_tenant"
