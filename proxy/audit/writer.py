@@ -280,6 +280,7 @@ class AuditWriter:
         ckpts = self.dir / layout.CHECKPOINTS / f"{self.chain_id}.jsonl"
         ckpt_seq = -1
         if ckpts.exists():
+            self._cut_torn_tail(ckpts)  # a crash while appending a checkpoint: it never counted
             last = None
             for _, line, complete in layout.iter_lines(ckpts):
                 if complete and line.strip():

@@ -164,3 +164,66 @@ async def test_configured_chain_id_is_exclusive(tmp_path, signer):
     with pytest.raises(OSError):
         await b.start()
     await a.stop()
+
+
+_CHILD = """
+import asyncio, sys
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from proxy.audit.keyring import Signer
+from proxy.audit.writer import AuditWriter, WriterOptions
+from tests.audit.conftest import exchange_body
+
+async def main():
+    key = serialization.load_pem_private_key(Path(sys.argv[2]).read_bytes(), None)
+    w = AuditWriter(Path(sys.argv[1]), "c1", Signer.from_private(key), {}, WriterOptions(checkpoint_every=50, fsync="off"))
+    await w.start()
+    i = 0
+    while True:
+        for _ in range(20):
+            w.submit(exchange_body(i)); i += 1
+        if i == 200:
+            print("ready", flush=True)
+        await asyncio.sleep(0.001)
+
+asyncio.run(main())
+"""
+
+
+async def test_kill_9_mid_write_then_restart(tmp_path, signer, keyring):
+    """L5 with a real process: SIGKILL while writing; the log is OK or TORN_TAIL, never TAMPER; the chain resumes."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    key = tmp_path / "k.pem"
+    key.write_bytes(signer.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    log = tmp_path / "log"
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(log), str(key)], cwd=root, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        await asyncio.sleep(0.2)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    first = verify.verify_dir(log, keyring)
+    assert first.status in (verify.OK, verify.TORN_TAIL) and first.chains[0].entries > 200
+    before = first.chains[0].entries
+    await write_log(log, signer, 5)
+    rep = verify.verify_dir(log, keyring)
+    assert rep.status == verify.OK and rep.chains[0].entries == before + 5
+    assert rep.chains[0].checkpoints_matched == rep.chains[0].checkpoints >= 2
+
+
+async def test_torn_checkpoint_line_is_cut_at_restart(tmp_path, signer, keyring):
+    await write_log(tmp_path, signer, 4)
+    cp = tmp_path / "checkpoints" / "c1.jsonl"
+    cp.write_bytes(cp.read_bytes() + b'{"v":1,"type":"checkpo')  # kill -9 during a checkpoint append
+    assert verify.verify_dir(tmp_path, keyring).status == verify.OK  # an unfinished checkpoint never counted
+    await write_log(tmp_path, signer, 4)
+    rep = verify.verify_dir(tmp_path, keyring)
+    assert rep.status == verify.OK and rep.chains[0].checkpoints_matched == 2
