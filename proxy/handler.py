@@ -341,6 +341,8 @@ class ProxyHandler:
         async def through(events: list[Event]) -> bytes:
             parts = []
             for ev in events:
+                if ev.data is not None and not ev.is_done and not isinstance(ev.payload, dict):
+                    raise SSEError("an event's data is not a JSON object")  # never relay what no stage could read
                 self._observe(ex, ev)
                 out = await chain.run_event(ex, ev) if touch else [ev]
                 for o in out:

@@ -224,6 +224,7 @@ class RawUpstream:
     connections: int = 0
     closed_at: list[float] = field(default_factory=list)
     _server: asyncio.AbstractServer | None = None
+    _writers: set = field(default_factory=set)
 
     def start(self) -> "RawUpstream":
         async def go():
@@ -235,30 +236,35 @@ class RawUpstream:
     def stop(self) -> None:
         async def go():
             self._server.close()
-            if hasattr(self._server, "close_clients"):
-                self._server.close_clients()
+            for w in list(self._writers):
+                w.close()
         self.bg.run(go())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.add(writer)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length) if length else b""
-            self.requests.append(head + body)
-            await self.script(head + body, writer)
-            await writer.drain()
-            # hold the socket until the proxy closes it: that moment is what H3/H9 measure
-            while await reader.read(65536):
-                pass
+            # one request after another on the connection (the proxy pools connections);
+            # a script that does not finish its answer leaves us waiting here until the
+            # proxy closes the socket: that moment is what H3/H9 measure
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length) if length else b""
+                self.requests.append(head + body)
+                await self.script(head + body, writer)
+                await writer.drain()
+                if writer.is_closing():
+                    break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
             self.closed_at.append(time.monotonic())
+            self._writers.discard(writer)
             writer.close()
 
 
