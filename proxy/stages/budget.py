@@ -184,7 +184,8 @@ class BudgetStage(Stage):
         hold = grant.hold
         max_tokens = sizing.max_tokens
         if sizing.field is not None:
-            affordable = price.output_tokens_for(hold.amount - price.cost(prompt_tokens, 0)) // sizing.n
+            # max(1, ...): rounding up both costs can leave one token less than `least` paid for
+            affordable = max(1, price.output_tokens_for(hold.amount - price.cost(prompt_tokens, 0)) // sizing.n)
             if affordable < max_tokens:
                 max_tokens = affordable
                 ex.decide(self.type, "clamp", reason="budget", max_tokens=max_tokens)
