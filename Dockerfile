@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Ramparts image: `ramparts serve` with the policy mounted at /etc/ramparts/policy.yaml
+# Ramparts image: `ramparts serve` with the policy mounted at /etc/ramparts/policy/policy.yaml
 # (a ConfigMap), data (budget SQLite, audit logs) under the volume /var/lib/ramparts.
 # Runs as uid 10001 with a read-only root filesystem: the only writable paths are the
 # data volume and /tmp (the Helm chart mounts an emptyDir there).
@@ -33,14 +33,14 @@ RUN groupadd --system --gid 10001 ramparts \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin ramparts \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/ramparts \
- && install -d -m 0755 /etc/ramparts
+ && install -d -m 0755 /etc/ramparts/policy
 COPY --from=build /opt/ramparts /opt/ramparts
 ENV PATH=/opt/ramparts/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
-    RAMPARTS_POLICY=/etc/ramparts/policy.yaml
+    RAMPARTS_POLICY=/etc/ramparts/policy/policy.yaml
 VOLUME ["/var/lib/ramparts"]
 USER 10001:10001
 WORKDIR /var/lib/ramparts
@@ -51,4 +51,4 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:9090/healthz', timeout=2).status == 200 else 1)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["ramparts", "serve"]
-CMD ["--policy", "/etc/ramparts/policy.yaml", "--data-dir", "/var/lib/ramparts"]
+CMD ["--policy", "/etc/ramparts/policy/policy.yaml", "--data-dir", "/var/lib/ramparts"]

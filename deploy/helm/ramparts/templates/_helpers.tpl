@@ -55,17 +55,38 @@ app.kubernetes.io/component: gateway
 {{- end -}}
 {{- end -}}
 
-{{/* The effective policy: values.policy with the Redis URL written into budget and
-rate_limit stages that set no store. Refuses a per-pod embedded store unless
-redis.singleReplica says one pod serves these tenants (fail closed: budgets must not
-silently multiply by the replica count). */}}
+{{/* The policy as data (JSON): `policy` is a map, or the policy file's text (a string, e.g.
+from `--set-file ramparts.policy=policy.yaml`). */}}
+{{- define "ramparts.policyData" -}}
+{{- $p := .values.policy | default dict -}}
+{{- if kindIs "string" $p -}}
+{{- $p = fromYaml $p -}}
+{{- if hasKey $p "Error" -}}
+{{- fail (printf "ramparts: policy is not valid YAML: %s" $p.Error) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $p -}}
+{{- end -}}
+
+{{/* The effective policy file. A map is written with the Redis URL as `store:` of budget and
+rate_limit stages that set none; a string (the file's own text) is kept byte for byte, so the
+policy digest in audit records equals `sha256sum` of the file you wrote. Refuses a per-pod
+embedded store unless redis.singleReplica says one pod serves these tenants (fail closed:
+budgets must not silently multiply by the replica count). */}}
 {{- define "ramparts.policy" -}}
 {{- $v := .values -}}
-{{- $policy := deepCopy $v.policy -}}
+{{- if not $v.policy -}}
+{{- fail "ramparts: set `policy` (the policy file as YAML, see policies/example.yaml) or existingPolicyConfigMap" -}}
+{{- end -}}
+{{- $verbatim := kindIs "string" $v.policy -}}
+{{- $policy := include "ramparts.policyData" . | fromJson -}}
 {{- $pipeline := list -}}
 {{- range $stage := ($policy.pipeline | default list) -}}
 {{- if has (toString $stage.type) (list "budget" "rate_limit") -}}
 {{- if and $v.redis.url (not (hasKey $stage "store")) -}}
+{{- if $verbatim -}}
+{{- fail (printf "ramparts: the policy file's %s stage has no store: write `store: %s` into it (a policy given as text is kept byte for byte)" $stage.type $v.redis.url) -}}
+{{- end -}}
 {{- $_ := set $stage "store" $v.redis.url -}}
 {{- end -}}
 {{- $store := toString ($stage.store | default "embedded") -}}
@@ -75,8 +96,12 @@ silently multiply by the replica count). */}}
 {{- end -}}
 {{- $pipeline = append $pipeline $stage -}}
 {{- end -}}
+{{- if $verbatim -}}
+{{- $v.policy -}}
+{{- else -}}
 {{- $_ := set $policy "pipeline" $pipeline -}}
 {{- toYaml $policy -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "ramparts.policyConfigMapName" -}}
@@ -101,7 +126,7 @@ silently multiply by the replica count). */}}
 
 {{/* Drain budget from the policy, rounded up to whole seconds. */}}
 {{- define "ramparts.drainSeconds" -}}
-{{- $server := .values.policy.server | default dict -}}
+{{- $server := (include "ramparts.policyData" . | fromJson).server | default dict -}}
 {{- $drain := 25.0 -}}
 {{- if hasKey $server "drain_timeout_s" -}}{{- $drain = $server.drain_timeout_s -}}{{- end -}}
 {{- ceil $drain | int -}}
@@ -177,7 +202,7 @@ volumeMounts:
     mountPath: /tmp
 {{- if include "ramparts.hasFileSecret" . }}
   - name: ramparts-secrets
-    mountPath: /etc/ramparts/secrets
+    mountPath: /var/run/secrets/ramparts
     readOnly: true
 {{- end }}
 startupProbe:
@@ -209,9 +234,9 @@ terminationMessagePolicy: FallbackToLogsOnError
     items:
       - {key: policy.yaml, path: policy.yaml}
 - name: ramparts-data
-  {{- toYaml .values.dataVolume | nindent 2 }}
+  {{- toYaml (.values.dataVolume | default (dict "emptyDir" (dict "sizeLimit" "1Gi"))) | nindent 2 }}
 - name: ramparts-tmp
-  {{- toYaml .values.tmpVolume | nindent 2 }}
+  {{- toYaml (.values.tmpVolume | default (dict "emptyDir" (dict "medium" "Memory" "sizeLimit" "64Mi"))) | nindent 2 }}
 {{- if include "ramparts.hasFileSecret" . }}
 - name: ramparts-secrets
   secret:

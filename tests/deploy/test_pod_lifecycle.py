@@ -1,0 +1,145 @@
+"""The sidecar container the chart renders, run for real as a process on loopback.
+
+What the kubelet would do: start the container's command (ENTRYPOINT + the chart's args, the
+chart's Secret as environment, the rendered ConfigMap as the policy file), wait for the
+startup probe, check liveness, then send SIGTERM while a stream is open: readiness must turn
+false at once, the listener stop taking connections, the open stream finish, and the process
+exit within the drain budget the chart derived terminationGracePeriodSeconds from.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.deploy.release import Release, render_example_app
+from tests.harness import HMAC_SECRET
+from tests.integration.servers import policy_for, token
+from tests.redis_server import free_port
+
+DRAIN_S = 4
+
+
+def _wait_http(port: int, path: str, want: int, deadline_s: float) -> int:
+    end = time.monotonic() + deadline_s
+    status = -1
+    while time.monotonic() < end:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            status = conn.getresponse().status
+            conn.close()
+            if status == want:
+                return status
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return status
+
+
+def _container_command(release: Release, tmp: Path, ports: dict[str, int]) -> tuple[list[str], dict[str, str]]:
+    """The sidecar's command line and environment with in-pod paths and ports mapped to tmp."""
+    spec = release.one("Deployment")["spec"]["template"]["spec"]
+    (sidecar,) = spec["initContainers"]
+    policy_dir = tmp / "etc-ramparts-policy"
+    policy_dir.mkdir()
+    (policy_dir / "policy.yaml").write_text(release.policy_text())
+    mapping = {
+        "/etc/ramparts/policy/policy.yaml": str(policy_dir / "policy.yaml"),
+        "/var/lib/ramparts": str(tmp / "data"),
+        "127.0.0.1:8080": f"127.0.0.1:{ports['proxy']}",
+        "0.0.0.0:9090": f"127.0.0.1:{ports['ops']}",  # tests listen on loopback only
+    }
+    args = [mapping.get(a, a) for a in sidecar["args"]]
+    assert args != sidecar["args"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAMPARTS_TEST_")}
+    (secret_ref,) = sidecar["envFrom"]
+    secret = next(s for s in release.of_kind("Secret") if s["metadata"]["name"] == secret_ref["secretRef"]["name"])
+    env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
+    return [sys.executable, "-m", "proxy.cli", "serve", *args], env
+
+
+def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
+    mock_port, proxy_port, ops_port = free_port(), free_port(), free_port()
+    policy = policy_for(mock_port)
+    policy["server"]["drain_timeout_s"] = DRAIN_S
+    release = render_example_app(tmp_path / "chart", {"ramparts": {
+        "policy": yaml.safe_dump(policy, sort_keys=False),
+        "secrets": {"existingEnvSecret": "", "existingFileSecret": "",
+                    "env": {"RAMPARTS_TEST_JWT_SECRET": HMAC_SECRET, "RAMPARTS_TEST_PROVIDER_KEY": "sk-test-provider-key-0000"}},
+        "redis": {"url": ""},
+    }})
+    spec = release.one("Deployment")["spec"]["template"]["spec"]
+    app_values = yaml.safe_load((Path(__file__).parents[2] / "deploy/helm/example-app/values.yaml").read_text())
+    sidecar_grace = spec["terminationGracePeriodSeconds"] - app_values["appShutdownSeconds"]
+    assert sidecar_grace > DRAIN_S
+
+    cmd, env = _container_command(release, tmp_path, {"proxy": proxy_port, "ops": ops_port})
+    mock = subprocess.Popen([sys.executable, "-m", "proxy.cli", "mock-provider", "--listen", f"127.0.0.1:{mock_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        (sidecar,) = spec["initContainers"]
+        startup = sidecar["startupProbe"]
+        budget = startup["periodSeconds"] * startup["failureThreshold"]
+        assert _wait_http(ops_port, startup["httpGet"]["path"], 200, budget) == 200
+        assert _wait_http(ops_port, sidecar["livenessProbe"]["httpGet"]["path"], 200, 5) == 200
+        assert _wait_http(mock_port, "/_mock/log", 200, 10) == 200
+
+        # a stream of ~1.5 s that must survive the SIGTERM
+        chunks: list[bytes] = []
+        first = threading.Event()
+
+        def stream() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
+            body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [
+                {"role": "user", "content": "a long answer please mock:stream-chunks=10 mock:delay=0.15"}]})
+            conn.request("POST", "/v1/chat/completions", body=body, headers={
+                "Authorization": f"Bearer {token('acme')}", "X-Tenant-ID": "acme", "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            chunks.append(str(resp.status).encode())
+            while line := resp.readline():
+                chunks.append(line)
+                first.set()
+            conn.close()
+
+        reader = threading.Thread(target=stream)
+        reader.start()
+        assert first.wait(10)
+        t0 = time.monotonic()
+        proxy.send_signal(signal.SIGTERM)
+        # readiness goes false while draining (endpoints drop the pod) ...
+        assert _wait_http(ops_port, "/readyz", 503, 2) == 503
+        assert proxy.poll() is None  # ... while the open stream still runs
+        # ... and the listener takes no new connections
+        time.sleep(0.2)
+        refused = False
+        try:
+            socket.create_connection(("127.0.0.1", proxy_port), timeout=1).close()
+        except OSError:
+            refused = True
+        assert refused
+        reader.join(30)
+        text = b"".join(chunks).decode()
+        assert chunks[0] == b"200" and text.rstrip().endswith("data: [DONE]")
+        # gone before the kubelet's SIGKILL: terminationGracePeriodSeconds covers the drain
+        assert proxy.wait(sidecar_grace) == 0
+        assert time.monotonic() - t0 < sidecar_grace
+    finally:
+        for p in (proxy, mock):
+            if p.poll() is None:
+                p.kill()
+            p.wait(5)
+        if proxy.stdout:
+            proxy.stdout.close()
