@@ -7,14 +7,17 @@ on short HMAC keys. This module makes all of that explicit and fails closed.
 
 from __future__ import annotations
 
+import binascii
 import re
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import jwt
+from jwt.utils import base64url_decode
 
 from proxy.config.policy import TENANT_ID, AuthConfig
+from proxy.wire.strict_json import JSONRejected, loads_strict
 
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]{2,8192}\.[A-Za-z0-9_-]{2,16384}\.[A-Za-z0-9_-]{0,2048}$")
 _KID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -62,8 +65,13 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         cfg = self._cfg
-        if not _COMPACT_JWS.match(token):
+        if not _COMPACT_JWS.fullmatch(token):
             raise AuthFailure("the bearer token is not a compact JWS")
+        try:  # one meaning per token: PyJWT's json keeps the last of duplicate keys ("tenant" twice)
+            for segment in token.split(".", 2)[:2]:
+                loads_strict(base64url_decode(segment), 16)
+        except (JSONRejected, binascii.Error, ValueError):
+            raise AuthFailure("the token header or claims are not strict JSON (duplicate keys?)") from None
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -76,7 +84,7 @@ class JwtVerifier:
         if cfg.required_typ is not None and str(header.get("typ", "")).lower() not in (cfg.required_typ.lower(), "application/" + cfg.required_typ.lower()):
             raise AuthFailure("the token type is not accepted (an ID token is not an access token)")
         kid = header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not _KID.match(kid)):
+        if kid is not None and (not isinstance(kid, str) or not _KID.fullmatch(kid)):
             raise AuthFailure("the token's key id is malformed")
         key = await self._lookup(kid)
         if key is None:
@@ -101,7 +109,7 @@ class JwtVerifier:
         elif cfg.max_age_s is not None:
             raise AuthFailure("the token has no iat, so its age cannot be checked")
         tenant = claims.get(cfg.tenant_claim)
-        if not isinstance(tenant, str) or not TENANT_ID.match(tenant):
+        if not isinstance(tenant, str) or not TENANT_ID.fullmatch(tenant):  # fullmatch: "$" would let "acme\n" in
             raise AuthFailure(f"the token's {cfg.tenant_claim!r} claim must be a single tenant id")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > 256:
@@ -119,4 +127,4 @@ def _scopes(value: Any) -> frozenset[str]:
         items = value
     else:
         return frozenset()
-    return frozenset(s for s in items if _SCOPE.match(s))
+    return frozenset(s for s in items if _SCOPE.fullmatch(s))
