@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +41,15 @@ CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
 CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
 CONTEXT_BEFORE = 5  # words before a hit that count as context (Presidio: 5)
 CONTEXT_AFTER = 2  # and after it ("416 60 039 office")
+
+
+class DetectionBudgetExceeded(RuntimeError):
+    """The text is too large or too dense to scan within the configured CPU budget."""
+
+
+def _check(deadline: float) -> None:
+    if time.perf_counter() > deadline:
+        raise DetectionBudgetExceeded("PII detection ran past its CPU budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +76,7 @@ _GATES: dict[str, Gate] = {
 class _Compiled:
     """One recognizer's patterns compiled with `re` (same flags as Presidio's `regex`)."""
 
-    __slots__ = ("rec", "entity", "patterns", "context", "whole_match_groups", "shrink")
+    __slots__ = ("rec", "entity", "patterns", "context", "whole_match_groups", "shrink", "digit_range", "cut_needs_neighbor")
 
     def __init__(self, rec: PatternRecognizer) -> None:
         self.rec = rec
@@ -80,30 +90,66 @@ class _Compiled:
         self.context = frozenset(w.lower() for w in (rec.context or ()))
         # Presidio's IBAN recognizer tries shorter group ends when the whole match fails.
         self.whole_match_groups = isinstance(rec, IbanRecognizer)
-        # Phone numbers run into a following number ("call 415-555-0134 4111 ..."): the match
-        # cut at each space is a candidate too; overlap resolution keeps the longest that fits.
+        # Phone and card numbers may run into the next number: see _scan_shrinking.
         self.shrink = bool(getattr(rec, "SHRINK_AT_SPACES", False))
+        self.digit_range = getattr(rec, "DIGITS", (0, 1 << 30))
+        # A weakly validated cut (a phone shape) only stands next to another entity;
+        # a Luhn-valid card cut stands on its own.
+        self.cut_needs_neighbor = bool(getattr(rec, "CUT_NEEDS_NEIGHBOR", False))
 
-    def scan(self, text: str, base: int, out: list[Span], cut: set[tuple[int, int]] | None = None) -> None:
+    def scan(self, text: str, base: int, out: list[Span], cut: set[tuple[int, int]] | None = None,
+             deadline: float | None = None) -> None:
         for rx, pscore in self.patterns:
-            for m in rx.finditer(text):
+            if self.shrink:
+                self._scan_shrinking(rx, pscore, text, base, out, cut, deadline)
+                continue
+            for k, m in enumerate(rx.finditer(text)):  # Presidio's semantics: non-overlapping matches
+                if deadline is not None and not k & 63:
+                    _check(deadline)
                 s = m.start()
                 ends = [m.end()]
                 if self.whole_match_groups:
                     ends = [m.end(g) if m.end(g) > 0 else m.end() for g in range(len(m.groups()), 0, -1)] or ends
-                elif self.shrink:
-                    ends += [s + i for i in range(m.end() - s - 1, 0, -1) if text[s + i] == " "]
                 for e in ends:
-                    found = text[s:e]
-                    if not found:
-                        continue
-                    score = self._score(found, pscore)
+                    score = self._score(text[s:e], pscore) if e > s else 0.0
                     if score > 0:
                         out.append(Span(base + s, base + e, self.entity, score))
-                        if e != m.end() and cut is not None:
-                            cut.add((base + s, base + e))
-                        if not self.shrink:
-                            break  # shrunk phone candidates all go on: overlap resolution picks
+                        break
+
+    def _scan_shrinking(self, rx: re.Pattern, pscore: float, text: str, base: int, out: list[Span],
+                        cut: set[tuple[int, int]] | None, deadline: float | None) -> None:
+        """Numbers that run into the next number: the match cut at each space is a candidate
+        too ("415-555-0134 4111 1111 ..."); every valid one goes on and overlap resolution
+        keeps the longest that fits. Unless the whole match was valid, the scan resumes at
+        its next group, so a number that starts inside it is still seen."""
+        lo = self.digit_range[0]
+        pos = 0
+        k = 0
+        while True:
+            k += 1
+            if deadline is not None and not k & 63:
+                _check(deadline)
+            m = rx.search(text, pos)
+            if m is None:
+                return
+            s, end = m.start(), m.end()
+            digits = len(_NOT_DIGITS.sub("", m.group()))
+            if digits < lo:
+                pos = end  # too short, and every later start inside it is shorter still
+                continue
+            whole_ok = False
+            for e in [end] + [s + i for i in range(end - s - 1, 0, -1) if text[s + i] == " "]:
+                score = self._score(text[s:e], pscore)
+                if score > 0:
+                    out.append(Span(base + s, base + e, self.entity, score))
+                    if e != end and cut is not None and self.cut_needs_neighbor:
+                        cut.add((base + s, base + e))
+                    whole_ok = whole_ok or e == end
+            if whole_ok:
+                pos = end
+            else:  # the whole match is not one number: the next one may start at the next group
+                nxt = text.find(" ", s + 1, end)
+                pos = nxt + 1 if nxt > 0 else end
 
     def _score(self, found: str, pscore: float) -> float:
         if self.rec.invalidate_result(found):
@@ -140,20 +186,24 @@ class Detector:
         """The Presidio recognizers this detector runs (the reference engine reuses them)."""
         return [c.rec for c in self._builtin] + [c.rec for c in self._custom]
 
-    def find(self, text: str) -> list[Span]:
+    def find(self, text: str, budget_s: float | None = None) -> list[Span]:
+        """Spans in `text`. With `budget_s`, raise DetectionBudgetExceeded past that much CPU time."""
         if not text:
             return []
+        deadline = time.perf_counter() + budget_s if budget_s is not None else None
         cands: list[Span] = []
         cut: set[tuple[int, int]] = set()  # candidates cut short of their regex match
         if self._gated:
-            for m in self._window.finditer(text):
+            for k, m in enumerate(self._window.finditer(text)):
+                if deadline is not None and not k & 63:
+                    _check(deadline)
                 w = m.group()
                 nd = len(_NOT_DIGITS.sub("", w))
                 for comp, gate in self._gated:
                     if gate(w, nd):
-                        comp.scan(w, m.start(), cands, cut)
+                        comp.scan(w, m.start(), cands, cut, deadline)
         for comp in self._custom:
-            comp.scan(text, 0, cands)
+            comp.scan(text, 0, cands, None, deadline)
         if self.ner is not None:
             cands.extend(Span(h.start, h.end, h.entity, NER_SCORE) for h in self.ner.find(text))
         if not cands:

@@ -8,7 +8,8 @@ mangled form names one issued token only.
 
 Streaming: each slot (choice i's content, tool call j's arguments, ...) gets its own
 `SlotRestorer`. It holds back only a suffix that could still become an issued token
-(`LiteralPrefixes` over the issued literals) or a match whose end is not decided yet;
+(a proper prefix of an issued literal, at a place a token may start) or a match whose
+end is not decided yet;
 everything before it is released at once. At the end of the slot what is held is
 restored if complete and otherwise released as the literal text it was. Matches are
 always found on the held text plus the new text, with the last released character as
@@ -22,7 +23,6 @@ import re
 from collections import Counter
 
 from proxy.pii.vault import Vault
-from proxy.text.holdback import LiteralPrefixes
 from proxy.wire.openai import SlotKey
 
 # Group 1: "<" (or a word boundary), 2: TYPE_N, 3: ">" (or a word boundary after).
@@ -37,8 +37,11 @@ class Restorer:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
         cores = [c.lower() for c in vault.cores()]
-        self._prefixes = LiteralPrefixes([f"<{c}>" for c in cores] + [f"{c}>" for c in cores], case_insensitive=True)
-        self.max_hold = max(self._prefixes.max_len, MAX_MATCH)
+        literals = [f"<{c}>" for c in cores] + [f"{c}>" for c in cores]
+        self._prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))
+        self._first = frozenset(lit[0] for lit in literals)
+        self._max_len = max((len(lit) for lit in literals), default=0)
+        self.max_hold = max(self._max_len, MAX_MATCH)
         self.restored: Counter[str] = Counter()
 
     def rewriter(self, key: SlotKey | None = None) -> "SlotRestorer":
@@ -64,9 +67,29 @@ class SlotRestorer:
         buf = self._pending + text if self._pending else text
         if not buf:
             return ""
-        cut = self._r._prefixes.hold_from(buf)
-        cut = max(cut, len(buf) - self._r.max_hold)
+        cut = max(self._hold_from(buf), len(buf) - self._r.max_hold)
         return self._release(buf, cut, final=False)
+
+    def _hold_from(self, buf: str) -> int:
+        """Start of the earliest suffix that could still become an issued token.
+
+        Like holdback.LiteralPrefixes over the issued literals, but a bare token can only
+        start after a non-word character, so "Ple|ase" is not held for "EMAIL_ADDRESS_1".
+        """
+        r = self._r
+        n = len(buf)
+        low = buf[max(0, n - r._max_len + 1):].lower()
+        base = n - len(low)
+        for i, ch in enumerate(low):
+            if ch not in r._first:
+                continue
+            if ch != "<":
+                before = buf[base + i - 1] if base + i > 0 else self._prev
+                if before and (before.isalnum() or before == "_") and before.isascii():
+                    continue
+            if low[i:] in r._prefixes:
+                return base + i
+        return n
 
     def finish(self) -> str:
         buf, self._pending = self._pending, ""

@@ -51,6 +51,7 @@ class PiiSettings(_Strict):
     recognizers: list[dict[str, Any]] = []
     ner_model: str | None = None  # an installed spaCy package name or a model directory
     executor_min_chars: int = Field(32768, ge=0)  # requests with more text detect off the event loop
+    max_detect_seconds: float = Field(2.0, gt=0, le=60)  # CPU budget per request; past it: 413, fail closed
     tenants: dict[str, DetectionOverride] = {}
 
     @field_validator("entities")

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from proxy.config.secret import SecretError
-from proxy.pii.detector import Detector, Span
+from proxy.pii.detector import DetectionBudgetExceeded, Detector, Span
 from proxy.pii.recognizer import offline_tld_extractor
 from proxy.pii.restorer import Restorer
 from proxy.pii.settings import PiiSettings
@@ -69,6 +69,7 @@ class PiiStage(Stage):
         self._detectors = {tid: Detector(config.for_tenant(tid), policy.base_dir, tld) for tid in config.tenants}
         self._keys = {tid: tenant_key(secret, tid) for tid in policy.tenants}
         self._executor_min = config.executor_min_chars
+        self._budget = config.max_detect_seconds
 
     def detector_for(self, tenant: str) -> Detector:
         return self._detectors.get(tenant, self._default)
@@ -87,9 +88,13 @@ class PiiStage(Stage):
         try:
             if sum(map(len, texts)) >= self._executor_min:
                 # Large bodies: off the event loop, so other streams keep flowing.
-                found = await asyncio.get_running_loop().run_in_executor(None, _find_all, detector, texts)
+                found = await asyncio.get_running_loop().run_in_executor(None, _find_all, detector, texts, self._budget)
             else:
-                found = _find_all(detector, texts)
+                found = _find_all(detector, texts, self._budget)
+        except DetectionBudgetExceeded:
+            ex.decide(self.type, "scan_limit")
+            return Deny(413, "The request's text is too large or too dense to scan for personal data; send less text.",
+                        "invalid_request_error", "pii_scan_limit", reason="pii_scan_limit")
         except Exception:
             log.exception("pii detection failed (request %s)", ex.request_id)
             if self.config.on_error == "open":
@@ -150,8 +155,16 @@ class PiiStage(Stage):
         st.vault.wipe()
 
 
-def _find_all(detector: Detector, texts: list[str]) -> list[list[Span]]:
-    return [detector.find(t) if isinstance(t, str) else [] for t in texts]
+def _find_all(detector: Detector, texts: list[str], budget_s: float) -> list[list[Span]]:
+    """Spans per text; one CPU budget for the whole request (DetectionBudgetExceeded past it)."""
+    deadline = time.perf_counter() + budget_s
+    out = []
+    for t in texts:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise DetectionBudgetExceeded(f"PII detection took longer than {budget_s:.2f}s")
+        out.append(detector.find(t, left) if isinstance(t, str) else [])
+    return out
 
 
 STAGE = PiiStage

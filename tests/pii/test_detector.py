@@ -101,3 +101,16 @@ def test_detection_is_offline(det, monkeypatch):
 def test_unicode_offsets_are_characters(det):
     text = "Ünïcødé ✓ — mail ünï@example.com ☎ +44 7700 900123"
     assert found(det, text) == [("ünï@example.com", "EMAIL_ADDRESS"), ("+44 7700 900123", "PHONE_NUMBER")]
+
+
+def test_budget_bounds_cpu_on_pathological_input(det):
+    from proxy.pii.detector import DetectionBudgetExceeded
+
+    with pytest.raises(DetectionBudgetExceeded):
+        det.find("4111 " * 40_000, budget_s=0.02)
+
+
+def test_numbers_in_a_row_are_each_found(det):
+    text = "4111 1111 1111 1111 4111 1111 1111 1111 +1-415-555-0134 or 5555 4111 1111 1111 1111 12 times"
+    assert found(det, text) == [("4111 1111 1111 1111", "CREDIT_CARD"), ("4111 1111 1111 1111", "CREDIT_CARD"),
+                                ("+1-415-555-0134", "PHONE_NUMBER"), ("4111 1111 1111 1111", "CREDIT_CARD")]

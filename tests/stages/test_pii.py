@@ -299,3 +299,10 @@ def test_end_to_end_block_mode_makes_no_upstream_call(proxy):
         _client(p, "mercy").chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"ssn {SSN}"}])
     assert e.value.body["code"] == "pii_blocked" and "US_SSN" in e.value.body["message"] and SSN not in e.value.body["message"]
     assert mock.log == []
+
+
+async def test_dense_adversarial_text_hits_the_cpu_budget_and_fails_closed(policy):
+    stage = make_stage(PiiStage, {"type": "pii", "secret": SECRET, "max_detect_seconds": 0.05, "executor_min_chars": 0}, policy)
+    ex, deny = await tokenized(stage, policy, chat({"role": "user", "content": "4111 " * 40_000}))
+    assert deny is not None and deny.status == 413 and deny.code == "pii_scan_limit"
+    assert ex.body["messages"][0]["content"].startswith("4111 4111")  # nothing was sent anyway
