@@ -34,6 +34,7 @@ from proxy.audit.record import utc_now
 
 log = logging.getLogger("ramparts.audit")
 MAX_BATCH = 512
+LINGER_S = 0.005  # how long the writer waits for more records before writing a small batch
 
 
 class SinkCorrupt(RuntimeError):
@@ -195,6 +196,8 @@ class AuditWriter:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._until_checkpoint())
                 except TimeoutError:
                     pass
+                if not self._stopping and len(self._queue) < MAX_BATCH // 8:
+                    await asyncio.sleep(LINGER_S)  # gather a batch: one thread hop per batch, not per record
             if self._queue:
                 batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
                 try:

@@ -30,7 +30,7 @@ _json = st.recursive(
     max_leaves=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_json)
 def test_fast_path_matches_the_reference(obj):
     assert canonical(obj) == rfc8785.dumps(obj)

@@ -12,7 +12,7 @@ from tests.harness import chat_body, chat_chunk
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(_text, max_size=8))
 def test_fast_prompt_digest_is_rfc8785(texts):
     assert strings_digest(texts) == hashlib.sha256(rfc8785.dumps(texts)).hexdigest()
