@@ -30,6 +30,8 @@ class AddressPolicy:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # [::ffff:127.0.0.1] is 127.0.0.1
+        if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None and not self.permits(str(ip.sixtofour)):
+            return False  # 6to4 2002:7f00:1:: carries 127.0.0.1; Python calls it global
         if any(ip in net for net in self.allowed_private if net.version == ip.version):
             return True
         if ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved:
