@@ -9,6 +9,10 @@ first on the way out, so it also pays the chunk's JSON parse), on_complete
 (record + enqueue). The background writer runs meanwhile, in its thread, as in
 production. Baseline, same run: a no-op stage with the same hooks through the
 same Chain. Reported: median over runs of the per-exchange p50/p99.
+
+Second table: event-loop lag (a 1 ms sleep's overshoot) while records arrive at
+~RATE/s, with the writer running vs the same loop making the same records
+without a writer: the writer thread's cost to everything else on the loop.
 """
 
 from __future__ import annotations
@@ -110,12 +114,59 @@ async def main_async(n: int, n_chunks: int) -> int:
     return 0
 
 
+async def loop_lag(with_writer: bool, seconds: float, rate: int) -> tuple[float, float, int]:
+    """(lag p50, lag p99, records) while submitting ~rate records/s."""
+    from bench.audit_verify import record
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from proxy.audit.keyring import Signer
+    from proxy.audit.writer import AuditWriter, WriterOptions
+    with tempfile.TemporaryDirectory(prefix="ramparts-bench-lag-") as tmp:
+        w = AuditWriter(Path(tmp), "lag", Signer.from_private(Ed25519PrivateKey.generate()), {}, WriterOptions())
+        await w.start()
+        lags: list[float] = []
+
+        async def probe() -> None:
+            while True:
+                t = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append(time.perf_counter() - t - 0.001)
+
+        prober = asyncio.create_task(probe())
+        t0, i = time.perf_counter(), 0
+        while (elapsed := time.perf_counter() - t0) < seconds:
+            while i < elapsed * rate:
+                r = record(i)
+                if with_writer:
+                    w.submit(r)
+                i += 1
+            await asyncio.sleep(0.001)
+        prober.cancel()
+        await w.stop()
+    return pct(lags, 0.5), pct(lags, 0.99), i
+
+
+async def lag_table(rate: int) -> None:
+    rows: dict[str, list[tuple[float, float, int]]] = {"no writer": [], "writer running": []}
+    for _ in range(3):
+        rows["no writer"].append(await loop_lag(False, 3.0, rate))
+        rows["writer running"].append(await loop_lag(True, 3.0, rate))
+    print(f"\nevent-loop lag at ~{rate} records/s (3 runs x 3 s, medians)")
+    print(f"{'':<16} {'lag p50 ms':>11} {'lag p99 ms':>11}")
+    for name, rs in rows.items():
+        print(f"{name:<16} {statistics.median(r[0] for r in rs) * 1e3:>11.3f} {statistics.median(r[1] for r in rs) * 1e3:>11.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--chunks", type=int, default=20)
+    ap.add_argument("--rate", type=int, default=500, help="records/s for the loop-lag table (0: skip it)")
     a = ap.parse_args()
-    return asyncio.run(main_async(a.n, a.chunks))
+    code = asyncio.run(main_async(a.n, a.chunks))
+    if a.rate:
+        asyncio.run(lag_table(a.rate))
+    return code
 
 
 if __name__ == "__main__":
