@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from proxy.pipeline.stage import Stage, StageConfig
 from proxy.wire.event import Event
 
 WRITER_KEY = "writer"
+log = logging.getLogger("ramparts.audit")
 
 
 class AuditConfig(StageConfig):
@@ -133,8 +135,11 @@ class AuditStage(Stage):
             capture = Capture(texts if texts else None)
         record = build_record(ex, secrets=credentials_of(ex, self._provider_keys))
         keep = self._keep and ex.identity is not None
-        if self.writer is not None:
-            self.writer.submit(record, functools.partial(capture.apply, keep_text=keep))
+        if self.writer is None:  # never started (the app failed to start): say so, do not drop silently
+            self.services.metrics.audit_failures.inc()
+            log.error("audit stage not started: record of request %s not written", ex.request_id)
+            return
+        self.writer.submit(record, functools.partial(capture.apply, keep_text=keep))
 
     async def serve_local(self, ex: Exchange, query: dict[str, str]) -> tuple[int, Any]:
         """GET /v1/audit?from=&to=&subject=&limit=: the caller's own tenant's records only."""

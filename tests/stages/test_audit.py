@@ -275,3 +275,10 @@ async def test_missing_key_refuses_to_start(tmp_path):
     with pytest.raises(Exception, match="RAMPARTS_TEST_UNSET_KEY"):
         await stage.start()
     assert os.environ.get("RAMPARTS_TEST_UNSET_KEY") is None
+
+
+async def test_a_stage_that_never_started_counts_the_lost_record(tmp_path, caplog):
+    stage = make_stage(AuditStage, {"type": "audit"}, make_policy(), make_services(tmp_path, Metrics()))
+    ex = make_exchange(stage.policy, None)
+    await Chain([stage]).run_complete(ex)
+    assert stage.services.metrics.audit_failures._value.get() == 1 and "req-test" in caplog.text
