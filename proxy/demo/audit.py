@@ -29,46 +29,51 @@ def _entries(audit_dir: Path) -> list[dict]:
     return out
 
 
-async def _wait_for(audit_dir: Path, count: int) -> list[dict]:
-    """The sink writes in the background: wait (briefly) until the records are on disk."""
+async def _wait_for(audit_dir: Path, request_ids: list[str]) -> dict[str, dict]:
+    """The sink writes in the background: wait (briefly) until these requests' records are on disk."""
+    found: dict[str, dict] = {}
     for _ in range(100):
-        entries = [e for e in _entries(audit_dir) if e["type"] == "exchange"]
-        if len(entries) >= count:
-            return entries
+        found = {e["request_id"]: e for e in _entries(audit_dir) if e.get("request_id") in request_ids}
+        if len(found) == len(request_ids):
+            return found
         await asyncio.sleep(0.05)
-    raise SystemExit(f"demo: expected {count} audit records under {audit_dir}, found {len(entries)}")
+    raise SystemExit(f"demo: audit records of {request_ids} not found under {audit_dir} (found {sorted(found)})")
 
 
 async def scene(ctx) -> None:
     ctx.heading("Audit: signed, hash-chained records and an offline verifier")
     audit_dir = Path(getattr(ctx, "data_dir", None) or "data/demo") / "audit"
-    before = len([e for e in _entries(audit_dir) if e["type"] == "exchange"]) if audit_dir.exists() else 0
 
-    await ctx.client.chat.completions.create(model="gpt-4o-mini", messages=[
+    raw = await ctx.client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[
         {"role": "user", "content": "Hi, I'm Jane (jane.roe@example.org). Where is my order?"}])
+    raw.parse()
+    ids = [raw.headers["x-request-id"]]
     try:
         await ctx.client_for("acme", header_tenant="globex").chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "let me read globex's data"}])
         raise SystemExit("demo: a wrong tenant header was accepted")
-    except openai.PermissionDeniedError:
-        pass
-    entries = await _wait_for(audit_dir, before + 2)
-    ok, denied = entries[-2], entries[-1]
-    keep = ("seq", "time", "tenant", "claimed_tenant", "subject", "jti", "route", "model", "provider", "status", "outcome", "denied", "usage",
-            "prompt_digest", "kid", "prev", "hash")
+    except openai.PermissionDeniedError as e:
+        ids.append(e.response.headers["x-request-id"])
+    found = await _wait_for(audit_dir, ids)
+    ok, denied = found[ids[0]], found[ids[1]]
+    keep = ("seq", "time", "tenant", "claimed_tenant", "subject", "jti", "route", "model", "provider", "status",
+            "outcome", "denied", "usage", "prompt_digest", "kid", "prev", "hash")
     ctx.say("what the audit log holds for the last two calls (digests, never the prompt)",
             allowed_call={k: ok.get(k) for k in keep}, denied_call={k: denied.get(k) for k in keep},
-            raw_email_in_log="jane.roe@example.org" in "".join(orjson.dumps(e).decode() for e in entries))
+            raw_email_in_log="jane.roe@example.org" in "".join(orjson.dumps(e).decode() for e in _entries(audit_dir)))
 
     async with httpx.AsyncClient(base_url=ctx.base_url, timeout=10) as http:
         headers = {"Authorization": f"Bearer {ctx.token('acme', ['ai:audit'])}", "X-Tenant-ID": "acme"}
         r = await http.get("/audit", params={"limit": "3"}, headers=headers)
         body = r.json()
+        ids.append(r.headers["x-request-id"])
         ctx.say("GET /v1/audit as acme's compliance officer (scope ai:audit)", status=r.status_code,
                 records=len(body.get("data", [])), tenants_seen=sorted({d["tenant"] for d in body.get("data", [])}))
         r = await http.get("/audit", headers={"Authorization": f"Bearer {ctx.token('acme')}", "X-Tenant-ID": "acme"})
+        ids.append(r.headers["x-request-id"])
         ctx.say("GET /v1/audit with an ordinary token (no ai:audit)", status=r.status_code)
-    await _wait_for(audit_dir, before + 4)  # the two queries are audited too; let the writer settle
+    await _wait_for(audit_dir, ids)  # the two queries are audited too; let the writer settle
+    await asyncio.sleep(0.1)  # and whatever earlier scenes left in its queue
 
     keyring = Keyring.from_dir(audit_dir / layout.KEYS)
     report = verify_dir(audit_dir, keyring)
