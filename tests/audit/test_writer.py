@@ -227,3 +227,77 @@ async def test_torn_checkpoint_line_is_cut_at_restart(tmp_path, signer, keyring)
     await write_log(tmp_path, signer, 4)
     rep = verify.verify_dir(tmp_path, keyring)
     assert rep.status == verify.OK and rep.chains[0].checkpoints_matched == 2
+
+
+_FSIZE_CHILD = """
+import asyncio, resource, signal, sys
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from proxy.audit.keyring import Signer
+from proxy.audit.writer import AuditWriter, WriterOptions
+from proxy.metrics import Metrics
+from tests.audit.conftest import exchange_body
+
+async def main():
+    key = serialization.load_pem_private_key(Path(sys.argv[2]).read_bytes(), None)
+    chain = sys.argv[3] if sys.argv[3] != "-" else None
+    limit = int(sys.argv[4])
+    if limit:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    m = Metrics()
+    w = AuditWriter(Path(sys.argv[1]), chain, Signer.from_private(key), {}, WriterOptions(queue_size=1000), m)
+    await w.start()
+    for i in range(300):
+        w.submit(exchange_body(i))
+        if i % 25 == 0:
+            await asyncio.sleep(0.01)
+    for _ in range(100):
+        if w.failing or not w.depth:
+            break
+        await asyncio.sleep(0.02)
+    print(w.chain_id, int(w.failing), int(w.overloaded), int(m.audit_failures._value.get()), w.depth, flush=True)
+    if not limit:
+        await w.stop()
+
+asyncio.run(main())
+"""
+
+
+def _child(tmp_path, signer, log, chain="-", fsize=0):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    key = tmp_path / "k.pem"
+    if not key.exists():
+        key.write_bytes(signer.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen([sys.executable, "-c", _FSIZE_CHILD, str(log), str(key), chain, str(fsize)], cwd=root,
+                            stdout=subprocess.PIPE, text=True)
+
+
+async def test_two_writer_processes_on_one_host_keep_separate_chains(tmp_path, signer, keyring):
+    """L6: two real processes, same directory, default chain id: two chains, both verify."""
+    log = tmp_path / "log"
+    procs = [_child(tmp_path, signer, log) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0][0] != outs[1][0]
+    rep = verify.verify_dir(log, keyring)
+    assert rep.status == verify.OK and sorted(c.entries for c in rep.chains) == [301, 301]
+
+
+async def test_file_size_limit_is_an_alarm_and_leaves_a_valid_log(tmp_path, signer, keyring):
+    """L8 with a real `ulimit -f`: EFBIG -> unhealthy, failures counted, queue kept; the file stays verifiable."""
+    log = tmp_path / "log"
+    p = _child(tmp_path, signer, log, chain="c1", fsize=40_000)
+    chain, failing, overloaded, failures, depth = p.communicate(timeout=60)[0].split()
+    assert p.returncode == 0
+    assert (failing, overloaded) == ("1", "1") and int(failures) >= 1 and int(depth) > 0
+    written = chain_file(log).stat().st_size
+    assert written <= 40_000
+    rep = verify.verify_dir(log, keyring)
+    assert rep.status == verify.OK and rep.chains[0].entries + int(depth) == 301  # nothing lost, nothing torn
