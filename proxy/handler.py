@@ -22,7 +22,7 @@ from proxy.pipeline.exchange import Exchange
 from proxy.upstream import EgressBlocked, send, upstream_headers
 from proxy.wire.event import Event
 from proxy.wire.headers import client_response_headers
-from proxy.wire.openai import response_slots, get_at, usage_of
+from proxy.wire.openai import text_length, usage_of
 from proxy.wire.provider_error import client_error, scrub
 from proxy.wire.request_schema import SchemaRejected, validate_request
 from proxy.wire.sse import SSEDecoder, SSEError, comment, encode_event
@@ -260,8 +260,7 @@ class ProxyHandler:
             if u is not None:
                 ex.usage.prompt_tokens, ex.usage.completion_tokens = u
                 ex.usage.reported = True
-        for slot in response_slots(payload):
-            ex.usage.streamed_chars += len(get_at(payload, slot.path))
+        ex.usage.streamed_chars += text_length(payload)
 
     async def _upstream_error(self, ex: Exchange, resp: aiohttp.ClientResponse) -> web.Response:
         st = self.st
@@ -328,9 +327,17 @@ class ProxyHandler:
         chain = st.chain
         touch = chain.touches_events
         done_events: list[Event] = []
-        read_task: asyncio.Future | None = None
         keepalive = server.sse_keepalive_s or None
         shutdown_task = asyncio.ensure_future(st.shutdown.wait())
+        # The pending read waits under one deadline (keep-alive); shutdown moves it to now. Cheaper
+        # than a task plus asyncio.wait per read, which cost more than the rest of the per-chunk work.
+        pending: list[asyncio.Timeout] = []
+        loop = asyncio.get_running_loop()
+
+        def on_shutdown(_: asyncio.Future) -> None:
+            if pending and not pending[0].expired():
+                pending[0].reschedule(loop.time())
+        shutdown_task.add_done_callback(on_shutdown)
 
         async def write(data: bytes) -> None:
             try:
@@ -354,18 +361,22 @@ class ProxyHandler:
 
         try:
             while True:
-                if read_task is None:
-                    read_task = asyncio.ensure_future(resp.content.readany())
-                done, _ = await asyncio.wait((read_task, shutdown_task), timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
-                if read_task not in done:
-                    if shutdown_task in done:
-                        ex.outcome = "cut_stream"
-                        await write(sse_error("the proxy is shutting down; the stream was cut", "server_error", "shutting_down"))
-                        break
-                    await write(comment("keep-alive"))
+                if shutdown_task.done():
+                    ex.outcome = "cut_stream"
+                    await write(sse_error("the proxy is shutting down; the stream was cut", "server_error", "shutting_down"))
+                    break
+                try:
+                    async with asyncio.timeout(keepalive) as deadline:
+                        pending.append(deadline)
+                        chunk = await resp.content.readany()
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise  # the provider's read deadline (aiohttp.ServerTimeoutError): a stall
+                    if not shutdown_task.done():
+                        await write(comment("keep-alive"))
                     continue
-                chunk = read_task.result()
-                read_task = None
+                finally:
+                    pending.clear()
                 if not chunk:
                     break
                 t = time.perf_counter()
@@ -404,8 +415,6 @@ class ProxyHandler:
             st.metrics.upstream_errors.labels(ex.provider.name, "reset").inc()
             await self._try_write(write, sse_error("the provider's connection was reset; the answer is incomplete", "upstream_error", "upstream_reset"))
         finally:
-            if read_task is not None and not read_task.done():
-                read_task.cancel()
             shutdown_task.cancel()
             st.metrics.in_flight_streams.dec()
         if ex.outcome != "client_disconnect":

@@ -40,10 +40,16 @@ class Metrics:
         self.audit_queue = Gauge("ramparts_audit_queue_depth", "Audit records waiting for the writer", registry=r)
         self.audit_failures = Counter("ramparts_audit_sink_failures_total", "Audit sink write failures (alarm)", registry=r)
         self.audit_sink_healthy = Gauge("ramparts_audit_sink_healthy", "1 while the audit sink is writable", registry=r)
+        self._decision_children: dict[tuple[str, str, str | None], Counter] = {}
 
     def tenant(self, tenant: str | None) -> tuple[str, ...]:
         """Extra label values for metrics that carry the optional tenant label."""
         return (tenant or "-",) if self.tenant_label else ()
 
     def decision(self, stage: str, decision: str, tenant: str | None = None) -> None:
-        self.decisions.labels(stage, decision, *self.tenant(tenant)).inc()
+        # labels() takes a lock and rebuilds the key on every call; the children are few (bounded labels)
+        key = (stage, decision, tenant if self.tenant_label else None)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self.decisions.labels(stage, decision, *self.tenant(tenant))
+        child.inc()

@@ -108,12 +108,13 @@ class Chain:
 
     async def run_complete(self, ex: Exchange) -> None:
         """Every stage's on_complete, shielded: a disconnect must not skip settle or audit."""
-        await asyncio.shield(self._complete_all(ex))
-
-    async def _complete_all(self, ex: Exchange) -> None:
-        if self._metrics is not None:
+        if self._metrics is not None:  # synchronous: nothing can interrupt it
             for d in ex.decisions:
                 self._metrics.decision(d.stage, d.decision, ex.tenant_id)
+        if self._complete:  # no task for shield() when no stage has work to protect
+            await asyncio.shield(self._complete_all(ex))
+
+    async def _complete_all(self, ex: Exchange) -> None:
         for s in self._complete:
             try:
                 await s.on_complete(ex)

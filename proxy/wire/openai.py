@@ -159,7 +159,8 @@ def response_slots(payload: Any) -> list[Slot]:
             for f in _DELTA_TEXT_FIELDS:
                 if isinstance(msg.get(f), str):
                     out.append(Slot((idx, f, -1), ("choices", pos, holder, f)))
-            for tpos, call in enumerate(msg.get("tool_calls") or ()):
+            calls = msg.get("tool_calls")
+            for tpos, call in enumerate(calls if isinstance(calls, list) else ()):  # a provider's 5 is no list
                 if not isinstance(call, dict):
                     continue
                 fn = call.get("function")
@@ -171,6 +172,41 @@ def response_slots(payload: Any) -> list[Slot]:
             if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
                 out.append(Slot((idx, "function_arguments", -1), ("choices", pos, holder, "function_call", "arguments")))
     return out
+
+
+def text_length(payload: Any) -> int:
+    """Characters in all text slots of a response or chunk: the sum of len(get_at(payload, s.path))
+    over response_slots(payload), without building slots (the handler counts every event)."""
+    if not isinstance(payload, dict):
+        return 0
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return 0
+    n = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        text = choice.get("text")
+        if isinstance(text, str):
+            n += len(text)
+        for holder in ("delta", "message"):
+            msg = choice.get(holder)
+            if not isinstance(msg, dict):
+                continue
+            for f in _DELTA_TEXT_FIELDS:
+                v = msg.get(f)
+                if isinstance(v, str):
+                    n += len(v)
+            calls = msg.get("tool_calls")
+            if isinstance(calls, list):
+                for call in calls:
+                    fn = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                        n += len(fn["arguments"])
+            fc = msg.get("function_call")
+            if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
+                n += len(fc["arguments"])
+    return n
 
 
 def finished_choices(payload: Any) -> list[int]:

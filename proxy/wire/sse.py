@@ -21,7 +21,7 @@ class SSEError(ValueError):
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_scan", "_event_start", "_fields", "_max_line", "_max_event")
+    __slots__ = ("_buf", "_scan", "_event_start", "_fields", "_max_line", "_max_event", "_lf_only")
 
     def __init__(self, max_line: int = 1_048_576, max_event: int = 4 * 1_048_576) -> None:
         self._buf = bytearray()
@@ -30,10 +30,50 @@ class SSEDecoder:
         self._fields: list[tuple[bytes, bytes]] = []
         self._max_line = max_line
         self._max_event = max_event
+        self._lf_only = True  # no CR seen yet: events end in exactly b"\n\n"
 
     def feed(self, chunk: bytes) -> list[Event]:
+        old_len = len(self._buf)
         self._buf += chunk
+        if self._lf_only and b"\r" in chunk:
+            self._lf_only = False
+        if self._lf_only and not self._fields and self._scan == self._event_start:
+            return self._scan_events(old_len)
         return self._scan_lines(final=False)
+
+    def _scan_events(self, old_len: int) -> list[Event]:
+        """Fast path for LF-only streams (what providers send): split whole events at b"\n\n"
+        with one memchr-style search instead of a regex per line; same events, same limits.
+        Invariant on return: buf[_event_start:] holds no complete event and _scan == _event_start."""
+        events: list[Event] = []
+        buf = self._buf
+        start = self._event_start
+        search = max(start, old_len - 1)  # what was buffered before had no b"\n\n"
+        while True:
+            while start < len(buf) and buf[start] == 0x0A:  # blank lines between events dispatch nothing
+                start += 1
+            end = buf.find(b"\n\n", max(start, search))
+            if end < 0:
+                break
+            raw = bytes(buf[start:end + 2])
+            if raw[:6] == b"data: " and raw.find(b"\n", 6) == len(raw) - 2:  # one data line: most events
+                events.append(Event(kind="sse", data=raw[6:-2].decode("utf-8", "replace"), raw=raw))
+            else:
+                self._fields = [_split_field(line) for line in raw[:-2].split(b"\n")]
+                ev = self._dispatch(raw)
+                if ev is not None:
+                    events.append(ev)
+            start = end + 2
+        line_start = max(start, buf.rfind(b"\n", start) + 1)  # the unfinished line
+        if len(buf) - line_start > self._max_line:
+            raise SSEError(f"SSE line longer than {self._max_line} bytes")
+        if line_start - start > self._max_event:
+            raise SSEError(f"SSE event larger than {self._max_event} bytes")
+        if start > 65536:  # compact: drop bytes already emitted
+            del buf[:start]
+            start = 0
+        self._scan = self._event_start = start
+        return events
 
     def _scan_lines(self, final: bool) -> list[Event]:
         events: list[Event] = []
@@ -85,6 +125,8 @@ class SSEDecoder:
         fields, self._fields = self._fields, []
         if not fields:
             return None
+        if len(fields) == 1 and fields[0][0] == b"data":  # the usual event: one data line
+            return Event(kind="sse", data=fields[0][1].decode("utf-8", "replace"), raw=raw)
         data: list[str] = []
         ev = Event(kind="sse", raw=raw)
         comments: list[str] = []

@@ -1,6 +1,8 @@
 """Where text lives in requests and responses."""
 
-from proxy.wire.openai import finished_choices, get_at, request_carriers, response_slots, text_chunk, usage_of
+from hypothesis import given, settings, strategies as st
+
+from proxy.wire.openai import finished_choices, get_at, request_carriers, response_slots, text_chunk, text_length, usage_of
 
 
 def test_chat_request_carriers_cover_every_text_field():
@@ -50,3 +52,28 @@ def test_text_chunk_mirrors_template():
 def test_usage_of():
     assert usage_of({"usage": {"prompt_tokens": 3, "completion_tokens": 4}}) == (3, 4)
     assert usage_of({"usage": {"prompt_tokens": -1}}) is None and usage_of({"usage": None}) is None
+
+
+_text = st.text(max_size=8)
+_odd = st.one_of(st.none(), st.integers(-2, 5), _text, st.lists(st.integers(), max_size=2))
+_call = st.one_of(_odd, st.fixed_dictionaries({"index": st.one_of(st.integers(0, 3), _odd)},
+                                              optional={"function": st.one_of(_odd, st.fixed_dictionaries({}, optional={"arguments": st.one_of(_text, _odd)}))}))
+_msg = st.one_of(_odd, st.fixed_dictionaries({}, optional={
+    "content": st.one_of(_text, _odd), "refusal": st.one_of(_text, _odd), "reasoning_content": _text, "reasoning": _text,
+    "tool_calls": st.one_of(st.lists(_call, max_size=3), _odd),
+    "function_call": st.one_of(_odd, st.fixed_dictionaries({}, optional={"arguments": st.one_of(_text, _odd)}))}))
+_choice = st.one_of(_odd, st.fixed_dictionaries({}, optional={"index": st.one_of(st.integers(0, 3), _odd), "text": st.one_of(_text, _odd),
+                                                              "delta": _msg, "message": _msg}))
+_payload = st.one_of(_odd, st.fixed_dictionaries({}, optional={"choices": st.one_of(st.lists(_choice, max_size=3), _odd)}))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_payload)
+def test_text_length_equals_the_sum_over_response_slots(payload):
+    assert text_length(payload) == sum(len(get_at(payload, s.path)) for s in response_slots(payload))
+
+
+def test_non_list_tool_calls_have_no_slots():
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hi", "tool_calls": 5}}]}
+    assert [s.key for s in response_slots(chunk)] == [(0, "content", -1)]
+    assert text_length(chunk) == 2

@@ -108,3 +108,40 @@ def test_roundtrip_of_encoded_events(datas, step):
     wire = b"".join(encode_event(e) for e in events)
     chunks = [wire[i:i + step] for i in range(0, len(wire), step)]
     assert [e.data for e in decode(chunks)] == datas
+
+
+def _decode_ref(chunks, **kw):
+    """The line-by-line path only (what CR streams take): the reference for the LF fast path."""
+    d = SSEDecoder(**kw)
+    d._lf_only = False
+    out = []
+    for c in chunks:
+        out.extend(d.feed(c))
+    out.extend(d.flush())
+    return out
+
+
+_PIECES = [b"data: {\"a\": 1}\n\n", b"\n", b": ping\n\n", b"event: e\ndata: x\n\n", b"data: [DONE]\n\n",
+           b"data: one\ndata: two\n\n", b"id: 3\n", b"data: tail", b"data: c\r\n\r\n", b"retry: 5\n\n"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=10), st.lists(st.integers(min_value=0, max_value=200), max_size=10))
+def test_lf_fast_path_matches_the_line_path_for_any_stream_and_split(pieces, cuts):
+    raw = b"".join(pieces)
+    points = sorted(set(min(c, len(raw)) for c in cuts))
+    chunks, prev = [], 0
+    for p in points + [len(raw)]:
+        chunks.append(raw[prev:p])
+        prev = p
+    fast, ref = decode(chunks), _decode_ref(chunks)
+    assert fields(fast) == fields(ref)
+    assert [e.raw for e in fast] == [e.raw for e in ref]
+
+
+def test_large_event_in_small_chunks_and_compaction():
+    big = b"data: " + b"z" * 200_000 + b"\n\n"
+    stream = b"data: first\n\n" * 5000 + big + b"data: [DONE]\n\n"
+    evs = decode([stream[i:i + 1000] for i in range(0, len(stream), 1000)])
+    assert len(evs) == 5002 and evs[-2].data == "z" * 200_000 and evs[-1].is_done
+    assert b"".join(encode_event(e) for e in evs) == stream

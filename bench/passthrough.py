@@ -1,0 +1,66 @@
+"""The floor: a bare aiohttp pass-through that forwards the body and streams the response.
+
+No auth, no parsing, no policy. It uses Ramparts' own upstream session
+(proxy.upstream.make_session: same connector limits, timeouts, read buffer, no
+decompression), so the bench compares the pipeline's cost, not client settings.
+
+    python -m bench.passthrough --listen 127.0.0.1:18100 --upstream http://127.0.0.1:18081
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aiohttp import web
+
+from proxy.config.policy import ServerConfig
+from proxy.egress.address import AddressPolicy
+from proxy.upstream import make_session
+
+UPSTREAM_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                    "Accept-Encoding": "identity", "User-Agent": "passthrough/0.1", "Authorization": "Bearer sk-bench"}
+
+
+def build_app(upstream: str) -> web.Application:
+    app = web.Application()
+    session_key = web.AppKey("session", object)
+
+    async def lifecycle(app: web.Application):
+        app[session_key] = make_session(ServerConfig(), AddressPolicy.from_cidrs(["127.0.0.0/8"]))
+        yield
+        await app[session_key].close()
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        async with app[session_key].post(upstream + request.path, data=body, headers=UPSTREAM_HEADERS,
+                                         allow_redirects=False) as up:
+            ctype = up.headers.get("Content-Type", "application/json")
+            if not ctype.startswith("text/event-stream"):
+                return web.Response(status=up.status, body=await up.read(), headers={"Content-Type": ctype})
+            resp = web.StreamResponse(status=up.status, headers={"Content-Type": ctype})
+            await resp.prepare(request)
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/{tail:.*}", forward)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.passthrough", description=__doc__.split("\n")[0])
+    ap.add_argument("--listen", default="127.0.0.1:18100")
+    ap.add_argument("--upstream", required=True, help="base URL of the provider, e.g. http://127.0.0.1:18081")
+    args = ap.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+    import uvloop
+    uvloop.install()
+    web.run_app(build_app(args.upstream.rstrip("/")), host=host, port=int(port), access_log=None,
+                print=lambda *a: print(f"passthrough on http://{args.listen}", flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
