@@ -43,9 +43,9 @@ class PriceTable:
     def get(self, model: str | None) -> Price | None:
         return self._prices.get(model) if model else None
 
-    @property
-    def encodings(self) -> frozenset[str]:
-        return frozenset(p.encoding for p in self._prices.values())
+    def encodings(self, models) -> frozenset[str]:
+        """The tokenizers the given models need (a stage loads only those its plans can reach)."""
+        return frozenset(self._prices[m].encoding for m in models if m in self._prices)
 
 
 def usd(nano: int) -> float:

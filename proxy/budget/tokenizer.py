@@ -13,9 +13,9 @@ bytes, so it is an upper bound and never under-reserves.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import threading
+from binascii import a2b_base64
 from pathlib import Path
 
 import tiktoken
@@ -56,7 +56,11 @@ def load_encoding(name: str, directory: Path = _DIR) -> tiktoken.Encoding:
         raise EncodingFileError(f"tiktoken file for {name} is missing: {e}") from e
     if hashlib.sha256(data).hexdigest() != sha256:
         raise EncodingFileError(f"tiktoken file for {name} does not match its pinned sha256")
-    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in data.splitlines() if line)}
+    ranks = {}
+    for line in data.split(b"\n"):
+        if line:
+            tok, _, rank = line.partition(b" ")
+            ranks[a2b_base64(tok)] = int(rank)
     return tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
 
 

@@ -116,7 +116,8 @@ class BudgetStage(Stage):
         self.ledger = open_ledger(c.store, self.services.data_dir, password=self._password, timeout=c.store_timeout_s,
                                   tenants=tuple(self.policy.tenants), pool_size=c.pool_size)
         await self.ledger.start()
-        await asyncio.to_thread(self.counter.warm, self.prices.encodings)
+        reachable = {m for p in self.plans.values() for m in p.models}
+        await asyncio.to_thread(self.counter.warm, self.prices.encodings(reachable))
         self._reclaimer = asyncio.create_task(self._reclaim_loop())
 
     async def stop(self) -> None:

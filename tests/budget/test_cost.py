@@ -13,7 +13,8 @@ def test_prices_from_the_policy():
     assert p.cost(0, 1_000_000) == nano(0.60)
     assert p.cost(1, 1) == 750
     assert table.get("gpt-5-ultra") is None and table.get(None) is None
-    assert table.encodings == {"o200k_base", "cl100k_base"}
+    assert table.encodings(["gpt-4o-mini", "text-embedding-3-small"]) == {"o200k_base", "cl100k_base"}
+    assert table.encodings(["gpt-4o-mini", "unknown"]) == {"o200k_base"}
 
 
 def test_rounding_up_and_affordable_output():

@@ -14,10 +14,10 @@ from proxy.budget.cost import usd
 from proxy.budget.period import period_of
 from proxy.pipeline.chain import Chain
 from proxy.pipeline.deny import DenyError
-from proxy.budget.tokenizer import TokenCounter
 from proxy.stages.budget import BudgetStage
 from proxy.wire.event import Event
 from proxy.wire.openai import get_at, response_slots, usage_of
+from tests.budget.test_tokenizer import COUNTER  # one load per test process: ~1 s per encoding
 from tests.harness import chat_body, chat_chunk, client_text, make_exchange, make_policy, make_services, make_stage
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
 
@@ -38,7 +38,6 @@ def policy(plans=None, tenants=None, models=None):
     return make_policy(**over)
 
 
-COUNTER = TokenCounter()  # loaded once for the module: each load takes about a second
 
 
 def services(tmp_path):
@@ -402,7 +401,9 @@ from tests.stages.test_budget import BudgetStage, make_stage, policy, services, 
 from pathlib import Path
 
 async def main(url, data_dir):
-    pol = policy(plans={"cap": CAP_PLAN}, tenants={"acme": {"plan": "cap"}})
+    # byte counting instead of tiktoken: three processes building o200k would dominate the test's time
+    pol = policy(plans={"cap": CAP_PLAN, "pro": {"models": ["gpt-4o-mini"]}}, tenants={"acme": {"plan": "cap"}},
+                 models={"gpt-4o-mini": {"encoding": "bytes"}})
     stage = make_stage(BudgetStage, {"type": "budget", "store": url, "min_output_tokens": 1000, "store_timeout_s": 10,
                                      "pool_size": 8}, pol, services(Path(data_dir)))
     await stage.start()
