@@ -325,6 +325,58 @@ def test_b4_json_depth_bomb_is_400_not_500(px, up):
         assert err["code"] in ("invalid_json", "json_too_deep")
 
 
+def _slowloris(proxy, n: int, seconds: float) -> tuple[int, float, int]:
+    """n connections dribbling one header byte each per 0.25 s, plus a legit request in the middle.
+    Returns (connections still open at the end, the legit request's status, seconds until the last close)."""
+    import socket as _socket
+    conns = []
+    for _ in range(n):
+        s = _socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        conns.append(s)
+    start, last_close, legit = time.monotonic(), 0.0, None
+    open_ = set(range(n))
+    while time.monotonic() - start < seconds and open_:
+        for i in list(open_):
+            try:
+                conns[i].sendall(b"X")
+            except OSError:
+                open_.discard(i)
+                last_close = time.monotonic() - start
+        if legit is None and time.monotonic() - start > 0.5:
+            resp, _ = request(proxy.port, line() + auth() + cl() + b"\r\n" + BODY, close_wait=0)
+            legit = resp.status
+        time.sleep(0.25)
+    for s in conns:
+        s.close()
+    return len(open_), legit, last_close
+
+
+def test_b5_slowloris_header_dribble_is_cut_at_the_deadline(make_proxy):
+    proxy = make_proxy(server={"keepalive_timeout_s": 1.0, "sse_keepalive_s": 0})
+    still_open, legit, last_close = _slowloris(proxy, 50, 4.0)
+    assert still_open == 0 and legit == 200 and last_close < 3.0
+
+
+def test_b5_idle_keepalive_connections_are_closed(make_proxy):
+    proxy = make_proxy(server={"keepalive_timeout_s": 1.0, "sse_keepalive_s": 0})
+    with RawConnection(proxy.port) as c:
+        c.send(line() + auth() + cl() + b"\r\n" + BODY)
+        assert c.read_response().status == 200
+        t = time.monotonic()
+        assert c.peer_closed(3.0) and time.monotonic() - t < 2.0
+
+
+@pytest.mark.slow
+def test_b5_slowloris_many_connections(make_proxy):
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n = max(50, min(800, (soft - 256) // 2))  # client and server ends live in this process
+    proxy = make_proxy(server={"keepalive_timeout_s": 2.0, "sse_keepalive_s": 0})
+    still_open, legit, last_close = _slowloris(proxy, n, 8.0)
+    assert still_open == 0 and legit == 200 and last_close < 5.0
+
+
 def test_b6_slow_post_body_gets_408_and_is_closed(px, up):
     with RawConnection(px.port, timeout=10) as c:
         c.send(line() + auth() + cl() + b"\r\n" + BODY[:10])
@@ -434,7 +486,38 @@ def test_d6_duplicate_and_lookalike_auth_and_tenant_headers(px, up, extra, statu
     assert err["code"] == code
 
 
-# ---------------------------------------------------------------- F9 G3 through raw sockets
+# ---------------------------------------------------------------- F1 F9 G3 through raw sockets
+
+def _b64(obj) -> str:
+    import base64
+    return base64.urlsafe_b64encode(orjson.dumps(obj)).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE"])
+def test_f1_alg_none_through_http(px, up, alg):
+    now = int(time.time())
+    claims = {"iss": "https://issuer.test", "aud": "ramparts", "sub": "u", "tenant": "acme", "scope": "ai:completion", "iat": now, "exp": now + 60}
+    forged = f"{_b64({'alg': alg, 'typ': 'JWT'})}.{_b64(claims)}."
+    raw = line() + f"Host: x\r\nAuthorization: Bearer {forged}\r\nX-Tenant-ID: acme\r\nContent-Type: application/json\r\n".encode() + cl() + b"\r\n" + BODY
+    _, err = refused(px, up, raw, statuses=(401,), closed=False)
+    assert err["type"] == "authentication_error"
+
+
+def test_f1_duplicate_tenant_claim_through_http(px, up):
+    import hashlib
+    import hmac as _hmac
+    from tests.harness import HMAC_SECRET
+    now = int(time.time())
+    payload = ('{"tenant":"globex","iss":"https://issuer.test","aud":"ramparts","sub":"u","tenant":"acme","scope":"ai:completion",'
+               f'"iat":{now},"exp":{now + 60}}}').encode()
+    import base64
+    signing = _b64({"alg": "HS256"}) + "." + base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    sig = base64.urlsafe_b64encode(_hmac.new(HMAC_SECRET.encode(), signing.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    raw = line() + f"Host: x\r\nAuthorization: Bearer {signing}.{sig}\r\nX-Tenant-ID: acme\r\nContent-Type: application/json\r\n".encode() + cl() + b"\r\n" + BODY
+    refused(px, up, raw, statuses=(401,), closed=False)
+
+
+# F9
 
 @pytest.mark.parametrize("value", [
     "Basic YWNtZTpzZWNyZXQ=", "{tok}", "Bearer  {tok}", "Bearer {tok} {tok}", "Token {tok}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import socket
 import time
 
 import openai
@@ -379,6 +380,42 @@ def test_h7_mock_bomb_mode(px, up):
         ask(client(px), "x mock:bomb")
     sent = up.log[-1]["headers"]
     assert sent.get("Accept-Encoding") == "identity"
+
+
+# ---------------------------------------------------------------- B7: slow reader
+
+def test_b7_slow_reader_backpressure_bounds_what_the_proxy_pulls_from_upstream(raw_provider):
+    written = [0]
+
+    async def script(req, writer):
+        writer.write(http_head(200, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]))
+        frame = sse_frames(chunk("x" * 4000))
+        piece = b"%x\r\n%s\r\n" % (len(frame) * 16, frame * 16)
+        while True:  # a fast provider: as much as the proxy will take
+            writer.write(piece)
+            await writer.drain()
+            written[0] += len(piece)
+    proxy, upstream = raw_provider(script)
+    headers = {"Host": "x", "Authorization": f"Bearer {token()}", "X-Tenant-ID": "acme", "Content-Type": "application/json"}
+    with RawConnection(proxy.port, timeout=10) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send(build("POST", "/v1/chat/completions", headers, chat("hi", stream=True)))
+        head = c.read_head()
+        assert head.status == 200
+        time.sleep(0.7)  # the client reads nothing
+        stalled_at = written[0]
+        time.sleep(0.7)
+        assert written[0] - stalled_at < 1_000_000, "the proxy kept reading from the provider while the client did not read"
+        assert written[0] < 32 * 1024 * 1024
+        body = c.iter_body(head)
+        got = sum(len(next(body)) for _ in range(200))  # the client reads again: the provider moves again
+        assert got > 0
+        time.sleep(0.2)
+        assert written[0] > stalled_at
+    deadline = time.monotonic() + 2
+    while not upstream.closed_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.closed_at  # client gone: the provider connection is closed too
 
 
 # ---------------------------------------------------------------- H8: SSE split at arbitrary boundaries
