@@ -1,10 +1,12 @@
 """The sidecar container the chart renders, run for real as a process on loopback.
 
 What the kubelet would do: start the container's command (ENTRYPOINT + the chart's args, the
-chart's Secret as environment, the rendered ConfigMap as the policy file), wait for the
-startup probe, check liveness, then send SIGTERM while a stream is open: readiness must turn
-false at once, the listener stop taking connections, the open stream finish, and the process
-exit within the drain budget the chart derived terminationGracePeriodSeconds from.
+image's ENV, the chart's Secret as environment, the rendered ConfigMap as the policy file) with
+the root filesystem read-only and only the chart's two volumes writable (a private mount
+namespace stands in for the container runtime), wait for the startup probe, check liveness,
+serve a request through every stage, then send SIGTERM while a stream is open: readiness must
+turn false at once, the listener stop taking connections, the open stream finish, and the
+process exit within the drain budget the chart derived terminationGracePeriodSeconds from.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,12 +26,22 @@ from pathlib import Path
 
 import yaml
 
+from tests.deploy.dockerfile import exec_form, final_stage, runtime_env
 from tests.deploy.release import Release, render_example_app
 from tests.harness import HMAC_SECRET
 from tests.integration.servers import policy_for, token
 from tests.redis_server import free_port
 
 DRAIN_S = 4
+PII_SECRET = "pii-test-secret-that-is-long-enough-0123456789"
+# every stage that ships, in the order policies/example.yaml documents
+PIPELINE = [{"type": "tenant"}, {"type": "egress"}, {"type": "rate_limit"}, {"type": "budget"},
+            {"type": "injection"}, {"type": "pii", "secret": {"from_env": "RAMPARTS_PII_SECRET"}},
+            {"type": "leak"}, {"type": "audit"}]
+
+
+def _headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {token('acme')}", "X-Tenant-ID": "acme", "Content-Type": "application/json"}
 
 
 def _wait_http(port: int, path: str, want: int, deadline_s: float) -> int:
@@ -48,54 +61,84 @@ def _wait_http(port: int, path: str, want: int, deadline_s: float) -> int:
     return status
 
 
-def _container_command(release: Release, tmp: Path, ports: dict[str, int]) -> tuple[list[str], dict[str, str]]:
-    """The sidecar's command line and environment with in-pod paths and ports mapped to tmp."""
+def _container_command(release: Release, work: Path, ports: dict[str, int]) -> tuple[list[str], dict[str, str]]:
+    """The sidecar's command and environment, in-pod paths and ports mapped into `work`, run in a
+    mount namespace where everything but the two volumes is read-only."""
     spec = release.one("Deployment")["spec"]["template"]["spec"]
     (sidecar,) = spec["initContainers"]
-    policy_dir = tmp / "etc-ramparts-policy"
-    policy_dir.mkdir()
-    (policy_dir / "policy.yaml").write_text(release.policy_text())
-    mapping = {
-        "/etc/ramparts/policy/policy.yaml": str(policy_dir / "policy.yaml"),
-        "/var/lib/ramparts": str(tmp / "data"),
-        "127.0.0.1:8080": f"127.0.0.1:{ports['proxy']}",
-        "0.0.0.0:9090": f"127.0.0.1:{ports['ops']}",  # tests listen on loopback only
-    }
-    args = [mapping.get(a, a) for a in sidecar["args"]]
-    assert args != sidecar["args"]
+    mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
+    assert {p for p, m in mounts.items() if not m.get("readOnly")} == {"/var/lib/ramparts", "/tmp"}
+    for d in ("policy", "data", "tmp"):
+        (work / d).mkdir()
+    (work / "policy" / "policy.yaml").write_text(release.policy_text())
+    paths = {"/etc/ramparts/policy": str(work / "policy"), "/var/lib/ramparts": str(work / "data"), "/tmp": str(work / "tmp")}
+
+    def mapped(value: str) -> str:
+        for inside, outside in paths.items():
+            if value == inside or value.startswith(inside + "/"):
+                return outside + value[len(inside):]
+        return {"127.0.0.1:8080": f"127.0.0.1:{ports['proxy']}",
+                "0.0.0.0:9090": f"127.0.0.1:{ports['ops']}"}.get(value, value)  # tests listen on loopback only
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAMPARTS_TEST_")}
+    env.update({k: mapped(v) for k, v in runtime_env().items() if k != "PATH"})
     (secret_ref,) = sidecar["envFrom"]
     secret = next(s for s in release.of_kind("Secret") if s["metadata"]["name"] == secret_ref["secretRef"]["name"])
     env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
-    return [sys.executable, "-m", "proxy.cli", "serve", *args], env
+    (entrypoint,) = [exec_form(i.args) for i in final_stage() if i.op == "ENTRYPOINT"]
+    assert entrypoint == ["ramparts", "serve"]
+    command = [sys.executable, "-m", "proxy.cli", *entrypoint[1:], *(mapped(a) for a in sidecar["args"])]
+    writable = [paths["/var/lib/ramparts"], paths["/tmp"]]
+    script = " && ".join(
+        [f"mount --bind {shlex.quote(w)} {shlex.quote(w)}" for w in writable]
+        + ["mount -o remount,bind,ro /",
+           f"! touch {shlex.quote(str(work / 'policy' / 'probe'))} 2>/dev/null",  # the root really is read-only
+           "exec " + shlex.join(command)])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env
 
 
 def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
     mock_port, proxy_port, ops_port = free_port(), free_port(), free_port()
     policy = policy_for(mock_port)
     policy["server"]["drain_timeout_s"] = DRAIN_S
+    policy["pipeline"] = PIPELINE
     release = render_example_app(tmp_path / "chart", {"ramparts": {
         "policy": yaml.safe_dump(policy, sort_keys=False),
         "secrets": {"existingEnvSecret": "", "existingFileSecret": "",
-                    "env": {"RAMPARTS_TEST_JWT_SECRET": HMAC_SECRET, "RAMPARTS_TEST_PROVIDER_KEY": "sk-test-provider-key-0000"}},
-        "redis": {"url": ""},
+                    "env": {"RAMPARTS_TEST_JWT_SECRET": HMAC_SECRET, "RAMPARTS_TEST_PROVIDER_KEY": "sk-test-provider-key-0000",
+                            "RAMPARTS_PII_SECRET": PII_SECRET}},
+        "redis": {"url": "", "singleReplica": True},
     }})
     spec = release.one("Deployment")["spec"]["template"]["spec"]
     app_values = yaml.safe_load((Path(__file__).parents[2] / "deploy/helm/example-app/values.yaml").read_text())
     sidecar_grace = spec["terminationGracePeriodSeconds"] - app_values["appShutdownSeconds"]
     assert sidecar_grace > DRAIN_S
 
-    cmd, env = _container_command(release, tmp_path, {"proxy": proxy_port, "ops": ops_port})
+    work = tmp_path / "pod"
+    work.mkdir()
+    cmd, env = _container_command(release, work, {"proxy": proxy_port, "ops": ops_port})
     mock = subprocess.Popen([sys.executable, "-m", "proxy.cli", "mock-provider", "--listen", f"127.0.0.1:{mock_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proxy = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "proxy.log"
+    with log.open("w") as out:
+        proxy = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         (sidecar,) = spec["initContainers"]
         startup = sidecar["startupProbe"]
         budget = startup["periodSeconds"] * startup["failureThreshold"]
-        assert _wait_http(ops_port, startup["httpGet"]["path"], 200, budget) == 200
+        assert _wait_http(ops_port, startup["httpGet"]["path"], 200, budget) == 200, log.read_text()[-3000:]
         assert _wait_http(ops_port, sidecar["livenessProbe"]["httpGet"]["path"], 200, 5) == 200
         assert _wait_http(mock_port, "/_mock/log", 200, 10) == 200
+
+        # one call through every stage: the PII is tokenized for the provider, restored for the client
+        conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
+        conn.request("POST", "/v1/chat/completions", headers=_headers(), body=json.dumps(
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "mail jane.doe@example.com please"}]}))
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+        conn.close()
+        assert resp.status == 200, answer
+        assert "jane.doe@example.com" in answer["choices"][0]["message"]["content"]
 
         # a stream of ~1.5 s that must survive the SIGTERM
         chunks: list[bytes] = []
@@ -105,8 +148,7 @@ def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
             conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
             body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [
                 {"role": "user", "content": "a long answer please mock:stream-chunks=10 mock:delay=0.15"}]})
-            conn.request("POST", "/v1/chat/completions", body=body, headers={
-                "Authorization": f"Bearer {token('acme')}", "X-Tenant-ID": "acme", "Content-Type": "application/json"})
+            conn.request("POST", "/v1/chat/completions", body=body, headers=_headers())
             resp = conn.getresponse()
             chunks.append(str(resp.status).encode())
             while line := resp.readline():
@@ -136,10 +178,12 @@ def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
         # gone before the kubelet's SIGKILL: terminationGracePeriodSeconds covers the drain
         assert proxy.wait(sidecar_grace) == 0
         assert time.monotonic() - t0 < sidecar_grace
+        # what the pod wrote: only its data volume (budget, rate limit, the audit trail)
+        audit_days = list((work / "data" / "audit" / "records").glob("*/*.jsonl"))
+        assert audit_days and sum(len(p.read_text().splitlines()) for p in audit_days) >= 2
+        assert sorted(p.name for p in (work / "policy").iterdir()) == ["policy.yaml"]
     finally:
         for p in (proxy, mock):
             if p.poll() is None:
                 p.kill()
             p.wait(5)
-        if proxy.stdout:
-            proxy.stdout.close()
