@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.pii_speed [--runs 5] [--iters 200]
 
 Prints a table; every number is the median of `--runs` runs, each the p50 over
-`--iters` calls. Baselines measured in the same run: Presidio's AnalyzerEngine (no-op NLP
+`--iters` calls, in CPU time of the calling thread (time.thread_time: one core, and not
+inflated by other processes on a shared machine). Baselines measured in the same run: Presidio's AnalyzerEngine (no-op NLP
 engine, offline) with the stock recognizers and with the same recognizers as the fast path.
 Texts: "dense" = rows of shared/data/pii_dev.jsonl joined to 2 KB (PII in almost every
 line); "chat" = 2 KB of ordinary prose with 4 PII values in it.
@@ -51,13 +52,17 @@ def chat_text(size: int = 2048) -> str:
     return "".join(parts)[:size]
 
 
+# CPU time of this thread: the machine is shared, and "one core" is what the issue asks for.
+clock = time.thread_time
+
+
 def p50(fn: Callable[[], object], iters: int) -> float:
     fn()
     times = []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -115,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         rw = restorer.rewriter()
         times = []
         for d in deltas:
-            t0 = time.perf_counter()
+            t0 = clock()
             rw.feed(d)
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
         rw.finish()
         return statistics.median(times)
 
@@ -147,9 +152,9 @@ async def _stage_event_p50(text: str, deltas: list[str]) -> float:
     times = []
     for d in deltas:
         ev = Event(kind="sse", data=json.dumps(chat_chunk(d)))
-        t0 = time.perf_counter()
+        t0 = clock()
         await stage.on_response_event(ex, ev)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     await stage.on_complete(ex)
     return statistics.median(times)
 

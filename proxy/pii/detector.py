@@ -1,7 +1,7 @@
 """The fast detection path: one compiled candidate pass, then Presidio's patterns and validators.
 
-1. One google-re2 pass finds candidate windows: runs of whitespace-separated words that
-   contain a digit or an `@` (every built-in structured type does).
+1. One compiled pass finds candidate windows: runs of whitespace-separated words that
+   contain a digit or an `@` (every built-in structured type does); see `_windows`.
 2. Each window is tried only by the recognizers it can hold (a window with 3 digits
    cannot be a card) with Presidio's own patterns (compiled once with `re`), then
    Presidio's `validate_result` / `invalidate_result` (Luhn, IBAN checksum, SSN rules,
@@ -33,9 +33,29 @@ from proxy.pii.ner import NER_ENTITIES, SCORE as NER_SCORE, NerModel
 from proxy.pii.recognizer import builtin_recognizers, custom_recognizers
 from proxy.pii.settings import BUILTIN_ENTITIES, DetectionSettings
 
-_WINDOW = re2.compile(r"\S*[\d@]\S*(?:\s\S*[\d@]\S*)*")
-_WINDOW_URL = re2.compile(r"\S*[\d@.:/]\S*(?:\s\S*[\d@.:/]\S*)*")
+# Windows: runs of whitespace-separated words holding a digit or an "@" (or, with URL on,
+# a "." ":" "/"). google-re2 scans fast, but its str API converts every match offset from
+# UTF-8 at a cost that grows with the text, so: re2 on bytes for ASCII text (offsets are
+# characters), Python's re (anchored at word starts) otherwise, and a re2 search first to
+# skip text with nothing to look at.
+_WINDOW_B = re2.compile(rb"\S*[\d@]\S*(?:\s\S*[\d@]\S*)*")
+_WINDOW_URL_B = re2.compile(rb"\S*[\d@.:/]\S*(?:\s\S*[\d@.:/]\S*)*")
+_WINDOW_U = re.compile(r"(?<!\S)[^\s\d@]*[\d@]\S*(?:\s[^\s\d@]*[\d@]\S*)*")
+_WINDOW_URL_U = re.compile(r"(?<!\S)[^\s\d@.:/]*[\d@.:/]\S*(?:\s[^\s\d@.:/]*[\d@.:/]\S*)*")
+_ANY = re2.compile(r"[\d@]")
+_ANY_URL = re2.compile(r"[\d@.:/]")
+
+
+def _windows(text: str, url: bool) -> list[tuple[int, str]]:
+    if (_ANY_URL if url else _ANY).search(text) is None:
+        return []
+    if text.isascii():
+        rx = _WINDOW_URL_B if url else _WINDOW_B
+        return [(m.start(), m.group().decode("ascii")) for m in rx.finditer(text.encode("ascii"))]
+    rx_u = _WINDOW_URL_U if url else _WINDOW_U
+    return [(m.start(), m.group()) for m in rx_u.finditer(text)]
 _WORD = re.compile(r"\w+")
+_IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
 _NOT_DIGITS = re.compile(r"\D+")
 CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
 CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
@@ -67,7 +87,7 @@ _GATES: dict[str, Gate] = {
     "PHONE_NUMBER": lambda w, nd: nd >= 7,
     "CREDIT_CARD": lambda w, nd: nd >= 12,
     "US_SSN": lambda w, nd: nd >= 9,
-    "IBAN_CODE": lambda w, nd: nd >= 8 and len(w) >= 15,
+    "IBAN_CODE": lambda w, nd: nd >= 8 and len(w) >= 15 and _IBAN_HEAD.search(w) is not None,
     "IP_ADDRESS": lambda w, nd: (nd >= 4 and "." in w) or w.count(":") >= 2,
     "URL": lambda w, nd: "." in w,
 }
@@ -138,6 +158,7 @@ class _Compiled:
                 pos = end  # too short, and every later start inside it is shorter still
                 continue
             whole_ok = False
+            longest = 0
             for e in [end] + [s + i for i in range(end - s - 1, 0, -1) if text[s + i] == " "]:
                 score = self._score(text[s:e], pscore)
                 if score > 0:
@@ -145,8 +166,11 @@ class _Compiled:
                     if e != end and cut is not None and self.cut_needs_neighbor:
                         cut.add((base + s, base + e))
                     whole_ok = whole_ok or e == end
+                    longest = max(longest, e)
             if whole_ok:
                 pos = end
+            elif longest and self.cut_needs_neighbor:
+                pos = longest  # phones: the next one starts after the longest valid cut
             else:  # the whole match is not one number: the next one may start at the next group
                 nxt = text.find(" ", s + 1, end)
                 pos = nxt + 1 if nxt > 0 else end
@@ -174,7 +198,7 @@ class Detector:
         self._builtin = [_Compiled(r) for r in builtin_recognizers(frozenset(settings.entities) & BUILTIN_ENTITIES, extractor)]
         self._gated = [(c, _GATES[c.entity]) for c in self._builtin]
         self._custom = [_Compiled(r) for r in customs]
-        self._window = _WINDOW_URL if "URL" in settings.entities else _WINDOW
+        self._url = "URL" in settings.entities
         self._threshold = settings.score_threshold
         self._contexts: dict[str, frozenset[str]] = {}
         for c in self._builtin + self._custom:
@@ -194,23 +218,33 @@ class Detector:
         cands: list[Span] = []
         cut: set[tuple[int, int]] = set()  # candidates cut short of their regex match
         if self._gated:
-            for k, m in enumerate(self._window.finditer(text)):
+            for k, (start, w) in enumerate(_windows(text, self._url)):
                 if deadline is not None and not k & 63:
                     _check(deadline)
-                w = m.group()
                 nd = len(_NOT_DIGITS.sub("", w))
                 for comp, gate in self._gated:
                     if gate(w, nd):
-                        comp.scan(w, m.start(), cands, cut, deadline)
+                        comp.scan(w, start, cands, cut, deadline)
         for comp in self._custom:
             comp.scan(text, 0, cands, None, deadline)
         if self.ner is not None:
             cands.extend(Span(h.start, h.end, h.entity, NER_SCORE) for h in self.ner.find(text))
         if not cands:
             return []
+        # Validated hits (score 1.0) first: a weaker candidate inside one cannot win, so it
+        # needs no context look-up (the costly part on number-dense text).
+        certain = resolve(text, [sp for sp in cands if sp.score >= 1.0])
+        c_starts = [sp.start for sp in certain]
+        c_ends = [sp.end for sp in certain]
         lowered = None
-        kept: list[Span] = []
+        kept: list[Span] = list(certain)
         for sp in cands:
+            if sp.score >= 1.0:
+                continue
+            i = bisect.bisect_right(c_starts, sp.start)
+            inside_prev = i > 0 and c_ends[i - 1] >= sp.end
+            if inside_prev:
+                continue
             score = sp.score
             ctx = self._contexts.get(sp.entity)
             if ctx and score < 1.0:

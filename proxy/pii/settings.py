@@ -40,6 +40,11 @@ class DetectionOverride(_Strict):
     def _entity_names(cls, v: list[str] | None) -> list[str] | None:
         return _check_entities(v) if v is not None else v
 
+    @field_validator("recognizers")
+    @classmethod
+    def _recognizers(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return _check_recognizers(v) if v is not None else v
+
 
 class PiiSettings(_Strict):
     """Detection defaults plus `tenants: {id: overrides}`; the stage Config extends this."""
@@ -59,6 +64,11 @@ class PiiSettings(_Strict):
     def _entity_names(cls, v: list[str]) -> list[str]:
         return _check_entities(v)
 
+    @field_validator("recognizers")
+    @classmethod
+    def _recognizers(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return _check_recognizers(v)
+
     def for_tenant(self, tenant: str | None) -> "DetectionSettings":
         o = self.tenants.get(tenant) if tenant else None
         pick = lambda name: getattr(o, name) if o is not None and getattr(o, name) is not None else getattr(self, name)  # noqa: E731
@@ -77,6 +87,15 @@ def _check_entities(v: list[str]) -> list[str]:
     for name in v:
         if not re.match(ENTITY_NAME, name):
             raise ValueError(f"entity {name!r} must be an upper-case name like EMAIL_ADDRESS")
+    return v
+
+
+def _check_recognizers(v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Build them once now, so `ramparts check-policy` reports a bad recognizer with its line."""
+    from proxy.pii.recognizer import custom_recognizers  # Presidio: heavy, only when used
+
+    if v:
+        custom_recognizers(v)
     return v
 
 

@@ -21,3 +21,10 @@ def test_tenant_overrides_merge_key_by_key():
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValidationError):
         PiiSettings.model_validate(bad)
+
+
+def test_bad_custom_recognizers_fail_when_the_policy_is_parsed():
+    with pytest.raises(ValidationError, match="recognizers"):
+        PiiSettings.model_validate({"tenants": {"acme": {"recognizers": [{"name": "x", "supported_entity": "X"}]}}})
+    ok = PiiSettings.model_validate({"recognizers": [{"name": "x", "supported_entity": "X", "deny_list": ["Falcon"]}]})
+    assert ok.for_tenant("acme").recognizers[0]["deny_list"] == ["Falcon"]
