@@ -474,3 +474,41 @@ async def test_month_rollover_settles_into_the_admitting_month_and_starts_fresh(
 async def test_without_a_verified_tenant_nothing_is_reserved(stage):
     deny = await stage.on_request(make_exchange(stage.policy, MSG, tenant=None))
     assert deny.status == 403 and deny.code == "no_tenant"
+
+
+KILLED = r"""
+import asyncio, os, signal, sys
+from pathlib import Path
+from tests.stages.test_budget import BudgetStage, make_stage, policy, services, MSG, make_exchange
+
+async def main(url, data_dir):
+    pol = policy(models={"gpt-4o-mini": {"encoding": "bytes"}}, plans={"pro": {"models": ["gpt-4o-mini"]}})
+    stage = make_stage(BudgetStage, {"type": "budget", "store": url, "hold_ttl_s": 2}, pol, services(Path(data_dir)))
+    await stage.start()
+    ex = make_exchange(stage.policy, MSG, tenant="mercy")
+    assert await stage.on_request(ex) is None
+    print("reserved", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # the pod dies while the provider call is in flight
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+async def test_kill_9_of_a_proxy_between_reserve_and_settle(store, tmp_path, request):
+    if store == "redis":
+        srv = request.getfixturevalue("redis_server")
+        srv.flush()
+    url = srv.url if store == "redis" else "embedded"
+    stage = await make(tmp_path, {"store": url})  # started first: its warm-up must not eat the 2 s deadline
+    p = subprocess.run([sys.executable, "-c", KILLED, url, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).parents[2])
+    assert p.returncode == -9 and "reserved" in p.stdout, p.stderr[-2000:]
+    held = await balance(stage, "mercy")
+    assert held.held > 0 and held.held_interactions == 1  # the dead pod's hold still counts...
+    await asyncio.sleep(2.1)
+    after = await balance(stage, "mercy")
+    assert after.held == 0 and after.held_interactions == 0 and after.spent == 0  # ...until its deadline: returned
+    ex = make_exchange(stage.policy, MSG, tenant="mercy")
+    assert await stage.on_request(ex) is None and ex.body["max_tokens"] == 1000  # the whole budget is usable again
+    await stage.stop()
