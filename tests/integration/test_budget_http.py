@@ -104,3 +104,30 @@ async def test_plan_refusals_over_http(make_proxy, mock):
                           headers=headers()) as r:
             assert r.status == 403 and "'cap'" in orjson.loads(await r.read())["error"]["message"]
     assert len(mock.log) == 1
+
+
+async def test_redis_down_is_503_with_retry_after_and_recovers(make_proxy, mock):
+    import time
+
+    from tests.redis_server import RedisServer
+    srv = RedisServer().start()
+    try:
+        pipeline = [{"type": "tenant"}, {"type": "egress"},
+                    {"type": "budget", "store": srv.url, "store_timeout_s": 0.3, "retry_after_s": 3}]
+        proxy = make_proxy(pipeline=pipeline)
+        async with aiohttp.ClientSession() as s:
+            async with s.post(proxy.base_url + "/chat/completions", data=chat("up"), headers=headers()) as r:
+                assert r.status == 200
+            srv.stop()
+            t = time.perf_counter()
+            async with s.post(proxy.base_url + "/chat/completions", data=chat("down"), headers=headers()) as r:
+                body = orjson.loads(await r.read())
+                assert r.status == 503 and r.headers["Retry-After"] == "3"
+                assert body["error"]["code"] == "budget_store_unavailable"
+            assert time.perf_counter() - t < 1.5
+            assert len(mock.log) == 1  # fail closed: the provider was not called
+            srv.start()
+            async with s.post(proxy.base_url + "/chat/completions", data=chat("back"), headers=headers()) as r:
+                assert r.status == 200
+    finally:
+        srv.__exit__(None, None, None)
