@@ -114,3 +114,12 @@ def test_numbers_in_a_row_are_each_found(det):
     text = "4111 1111 1111 1111 4111 1111 1111 1111 +1-415-555-0134 or 5555 4111 1111 1111 1111 12 times"
     assert found(det, text) == [("4111 1111 1111 1111", "CREDIT_CARD"), ("4111 1111 1111 1111", "CREDIT_CARD"),
                                 ("+1-415-555-0134", "PHONE_NUMBER"), ("4111 1111 1111 1111", "CREDIT_CARD")]
+
+
+def test_ascii_and_unicode_window_paths_agree():
+    from proxy.pii.detector import _windows
+
+    text = "call 415-555-0134, mail a@b.co\nid 12 34 x\t9 end"
+    assert _windows(text, False) == _windows(text + " é", False)[:len(_windows(text, False))]
+    assert _windows(text, False) == [(5, "415-555-0134,"), (24, "a@b.co"), (34, "12 34"), (42, "9")]
+    assert _windows("no digits at all", False) == []

@@ -306,3 +306,18 @@ async def test_dense_adversarial_text_hits_the_cpu_budget_and_fails_closed(polic
     ex, deny = await tokenized(stage, policy, chat({"role": "user", "content": "4111 " * 40_000}))
     assert deny is not None and deny.status == 413 and deny.code == "pii_scan_limit"
     assert ex.body["messages"][0]["content"].startswith("4111 4111")  # nothing was sent anyway
+
+
+async def test_detector_failure_fails_closed_unless_configured_open(policy, monkeypatch):
+    closed = make_stage(PiiStage, {"type": "pii", "secret": SECRET}, policy)
+    opened = make_stage(PiiStage, {"type": "pii", "secret": SECRET, "on_error": "open"}, policy)
+
+    def broken(text, budget_s=None):
+        raise RuntimeError("detector backend broke")
+
+    for st_ in (closed, opened):
+        monkeypatch.setattr(st_.detector_for("acme"), "find", broken)
+    ex, deny = await tokenized(closed, policy, chat({"role": "user", "content": f"mail {EMAIL}"}))
+    assert deny is not None and deny.status == 503 and deny.code == "pii_unavailable"
+    ex, deny = await tokenized(opened, policy, chat({"role": "user", "content": f"mail {EMAIL}"}))
+    assert deny is None and ex.decisions[-1].decision == "error_open"
