@@ -365,18 +365,20 @@ class ProxyHandler:
                     ex.outcome = "cut_stream"
                     await write(sse_error("the proxy is shutting down; the stream was cut", "server_error", "shutting_down"))
                     break
-                try:
-                    async with asyncio.timeout(keepalive) as deadline:
-                        pending.append(deadline)
-                        chunk = await resp.content.readany()
-                except TimeoutError:
-                    if not deadline.expired():
-                        raise  # the provider's read deadline (aiohttp.ServerTimeoutError): a stall
-                    if not shutdown_task.done():
-                        await write(comment("keep-alive"))
-                    continue
-                finally:
-                    pending.clear()
+                chunk = resp.content.read_nowait()  # already buffered: no deadline to arm
+                if not chunk and not resp.content.at_eof():
+                    try:
+                        async with asyncio.timeout(keepalive) as deadline:
+                            pending.append(deadline)
+                            chunk = await resp.content.readany()
+                    except TimeoutError:
+                        if not deadline.expired():
+                            raise  # the provider's read deadline (aiohttp.ServerTimeoutError): a stall
+                        if not shutdown_task.done():
+                            await write(comment("keep-alive"))
+                        continue
+                    finally:
+                        pending.clear()
                 if not chunk:
                     break
                 t = time.perf_counter()

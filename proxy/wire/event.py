@@ -29,7 +29,8 @@ class Event:
 
     @property
     def is_done(self) -> bool:
-        return self.kind == "sse" and self.data is not None and self.data.strip() == "[DONE]"
+        data = self.data
+        return self.kind == "sse" and data is not None and "[DONE]" in data and data.strip() == "[DONE]"  # no copy per chunk
 
     @property
     def payload(self) -> Any:
