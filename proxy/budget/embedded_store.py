@@ -24,7 +24,7 @@ CREATE INDEX IF NOT EXISTS hold_tenant ON hold (tenant, period);
 CREATE INDEX IF NOT EXISTS hold_deadline ON hold (deadline);
 CREATE TABLE IF NOT EXISTS finished (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID
 """
-FINISHED_KEEP_S = 8 * 86400  # how long a settled/released hold id is remembered (duplicate settles)
+FINISHED_KEEP_S = 6 * 3600  # how long a settled/released hold id is remembered (duplicate settles)
 
 
 def _balance(conn: sqlite3.Connection, tenant: str, period: str) -> Balance:

@@ -6,7 +6,7 @@ one slot (Redis Cluster) and a script only touches its own tenant:
     {ns}:{tenant}:holds          hash  hold id -> "period amount interactions"
     {ns}:{tenant}:deadlines      zset  hold id -> deadline (Redis TIME, seconds)
     {ns}:{tenant}:u:{period}     hash  spent, used, held, heldi
-    {ns}:{tenant}:done:{hold}    string, set once a hold is settled or released (8 days)
+    {ns}:{tenant}:done:{hold}    string, set once a hold is settled or released (6 hours)
 
 Clocks come from Redis `TIME`, never from the replicas, so skewed pods agree on
 deadlines. Every script first reclaims the tenant's expired holds (bounded per call).
@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from proxy.budget.ledger import Balance, Grant, Hold, Limits, StoreUnavailable
 
-DONE_TTL_S = 8 * 86400
+DONE_TTL_S = 6 * 3600  # duplicate settles come seconds later; ~100 bytes per request while kept
 PERIOD_TTL_S = 400 * 86400  # a month's totals outlive the month (usage endpoint, reports)
 
 _RECLAIM = """
