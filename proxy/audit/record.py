@@ -69,6 +69,39 @@ def _clean(value: Any, secrets: tuple[str, ...], depth: int = 0) -> Any:
     return _clean(str(value), secrets, depth)
 
 
+def summarize(decisions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdicts a compliance officer asks for first, lifted from the stages' decisions.
+
+    Read by stage name and detail key as the stages report them (budget: reserved_usd /
+    settled_usd; pii: counts; injection: score; leak: detector/kind/count); the full
+    `decisions` list stays in the record whatever this finds.
+    """
+    out: dict[str, Any] = {"reserved_usd": None, "settled_usd": None, "pii_counts": {}, "pii_action": None,
+                           "injection_score": None, "injection_action": None, "leak_hits": []}
+    for d in decisions:
+        stage, what, detail = d["stage"], d["decision"], d["detail"]
+        if stage == "budget":
+            if "reserved_usd" in detail:
+                out["reserved_usd"] = detail["reserved_usd"]
+            if what == "settle" and "settled_usd" in detail:
+                out["settled_usd"] = detail["settled_usd"]
+            elif what == "release":
+                out["settled_usd"] = 0
+        elif stage == "pii" and what in ("tokenized", "blocked") and isinstance(detail.get("counts"), dict):
+            for k, v in detail["counts"].items():
+                if isinstance(v, int):
+                    out["pii_counts"][k] = out["pii_counts"].get(k, 0) + v
+            out["pii_action"] = what
+        elif stage == "injection" and what != "deny":
+            out["injection_action"] = what
+            if isinstance(detail.get("score"), (int, float)):
+                out["injection_score"] = detail["score"]
+        elif stage == "leak" and what != "deny":
+            out["leak_hits"].append({"action": what, "detector": detail.get("detector"), "kind": detail.get("kind"),
+                                     "count": detail.get("count")})
+    return out
+
+
 def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = None) -> dict[str, Any]:
     """The record's facts; digest fields stay None until digest.Capture.apply fills them."""
     ident = ex.identity
@@ -79,6 +112,7 @@ def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = Non
             claimed = raw if _CLAIMED_TENANT.match(raw) else "<invalid>"
     usage = ex.usage
     started, finished = ex.started, ex.finished
+    decisions = [{"stage": d.stage, "decision": d.decision, "detail": _clean(dict(d.detail), secrets)} for d in ex.decisions]
     record: dict[str, Any] = {
         "v": RECORD_VERSION,
         "type": "exchange",
@@ -99,8 +133,8 @@ def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = Non
         "denied": {"stage": ex.denied[0], "reason": _clean(ex.denied[1], secrets)} if ex.denied else None,
         "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                   "reported": usage.reported, "streamed_chars": usage.streamed_chars},
-        "decisions": [{"stage": d.stage, "decision": d.decision, "detail": _clean(dict(d.detail), secrets)}
-                      for d in ex.decisions],
+        "decisions": decisions,
+        "verdicts": summarize(decisions),
         "policy": ex.policy.digest,
         "prompt_digest": None,
         "response_digest": None,

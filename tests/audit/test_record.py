@@ -32,3 +32,23 @@ def test_unauthenticated_record():
     rec = build_record(ex, secrets=())
     assert (rec["tenant"], rec["claimed_tenant"], rec["subject"], rec["jti"]) == (None, "acme", None, None)
     assert rec["v"] == 1 and rec["type"] == "exchange" and rec["time"].endswith("Z")
+
+
+def test_verdicts_summarize_what_the_stages_decided():
+    """Decision shapes as proxy/stages/{budget,pii,injection,leak}.py report them."""
+    policy = make_policy()
+    ex = make_exchange(policy, {"model": "gpt-4o-mini", "messages": []})
+    ex.decide("budget", "reserve", reserved_usd=0.0098, prompt_tokens=12)
+    ex.decide("pii", "tokenized", counts={"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1})
+    ex.decide("injection", "flag", score=0.61, carrier_kind="user", signals=["ignore_previous"])
+    ex.decide("leak", "redact", detector="secret", kind="aws_access_key", count=1)
+    ex.decide("pii", "restored", counts={"EMAIL_ADDRESS": 2})
+    ex.decide("budget", "settle", settled_usd=0.0004, reserved_usd=0.0098)
+    v = build_record(ex, secrets=())["verdicts"]
+    assert v == {"reserved_usd": 0.0098, "settled_usd": 0.0004, "pii_counts": {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1},
+                 "pii_action": "tokenized", "injection_score": 0.61, "injection_action": "flag",
+                 "leak_hits": [{"action": "redact", "detector": "secret", "kind": "aws_access_key", "count": 1}]}
+    denied = make_exchange(policy, None)
+    denied.decide("budget", "reserve", reserved_usd=0.01)
+    denied.decide("budget", "release", reason="upstream_error")
+    assert build_record(denied, secrets=())["verdicts"]["settled_usd"] == 0
