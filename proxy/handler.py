@@ -69,6 +69,8 @@ class ProxyHandler:
             return error_response(framing, request_id, close=framing.status != 404)
         if st.draining:
             return error_response(unavailable("the proxy is shutting down; retry", "draining"), request_id)
+        if st.in_flight >= st.policy.server.max_in_flight:  # shed load before any work (SECURITY_TESTS B8)
+            return error_response(unavailable("the proxy is at its limit of concurrent requests; retry", "overloaded"), request_id)
         ex = Exchange(request_id=request_id, route=route or "local", method=request.method, path=path,
                       client_headers=request.headers, policy=st.policy, peer=request.remote or "")
         if local is not None:

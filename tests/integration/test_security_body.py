@@ -168,7 +168,7 @@ chat_bodies = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(body=st.one_of(chat_bodies, json_value))
 def test_e4_schema_property_rejects_cleanly_or_accepts_only_valid_shapes(body):
     """validate_request never raises anything but SchemaRejected; what it accepts is well-typed."""

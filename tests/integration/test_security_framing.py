@@ -377,6 +377,23 @@ def test_b5_slowloris_many_connections(make_proxy):
     assert still_open == 0 and legit == 200 and last_close < 5.0
 
 
+def test_b8_concurrency_cap_sheds_load_with_503_and_retry_after(make_proxy, mock):
+    proxy = make_proxy(server={"max_in_flight": 2, "sse_keepalive_s": 0})
+    slow = chat("slow mock:delay=1.0")
+    with RawConnection(proxy.port) as a, RawConnection(proxy.port) as b:
+        a.send(line() + auth() + cl(slow) + b"\r\n" + slow)
+        b.send(line() + auth() + cl(slow) + b"\r\n" + slow)
+        deadline = time.monotonic() + 3
+        while len(mock.log) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        resp, _ = request(proxy.port, line() + auth() + cl() + b"\r\n" + BODY, close_wait=0)
+        assert resp.status == 503 and resp.error["code"] == "overloaded" and resp.header("Retry-After") == "1"
+        assert len(mock.log) == 2  # the shed request never reached the provider
+        assert a.read_response().status == 200 and b.read_response().status == 200
+    resp, _ = request(proxy.port, line() + auth() + cl() + b"\r\n" + BODY, close_wait=0)
+    assert resp.status == 200
+
+
 def test_b6_slow_post_body_gets_408_and_is_closed(px, up):
     with RawConnection(px.port, timeout=10) as c:
         c.send(line() + auth() + cl() + b"\r\n" + BODY[:10])
