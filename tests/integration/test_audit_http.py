@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import openai
+import pytest
 
 from proxy.audit.keyring import Keyring
 from proxy.audit.verify import OK, verify_dir
@@ -55,6 +56,7 @@ FULL = [{"type": "tenant"}, {"type": "egress"}, {"type": "rate_limit"}, {"type":
         {"type": "pii", "secret": {"from_env": "RAMPARTS_TEST_PII_SECRET"}}, {"type": "leak"}, {"type": "audit"}]
 
 
+@pytest.mark.slow  # ~10 s: loads every engine (Presidio, the injection model); unit tests cover the shapes
 async def test_full_pipeline_verdicts_reach_the_record(make_proxy, monkeypatch):
     """The real stages' decisions (budget, pii, injection, leak) end up in the signed record, no values."""
     monkeypatch.setenv("RAMPARTS_TEST_PII_SECRET", "pii-test-secret-that-is-long-enough-0123456789")
