@@ -49,14 +49,16 @@ def strings_digest(texts: list[str]) -> str:
 class ResponseDigest:
     """Per-slot incremental SHA-256 of the response text; optionally keeps the text."""
 
-    __slots__ = ("_slots", "_keep", "chars")
+    __slots__ = ("_slots", "_keep", "chars", "tool_names")
 
     def __init__(self, keep_text: bool = False) -> None:
         self._slots: dict[str, list] = {}  # key -> [sha256 object, kept parts or None]
         self._keep = keep_text
         self.chars = 0
+        self.tool_names: list[str] = []  # functions the model called, in order (names, not arguments)
 
     def feed(self, payload: Any) -> None:
+        self._tool_names(payload)
         for slot in response_slots(payload):
             text = get_at(payload, slot.path)
             if not text:
@@ -69,6 +71,17 @@ class ResponseDigest:
             if entry[1] is not None:
                 entry[1].append(text)
             self.chars += len(text)
+
+    def _tool_names(self, payload: Any) -> None:
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        for choice in choices if isinstance(choices, list) else ():
+            msg = (choice.get("delta") or choice.get("message")) if isinstance(choice, dict) else None
+            calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+            for call in calls if isinstance(calls, list) else ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                name = fn.get("name") if isinstance(fn, dict) else None
+                if isinstance(name, str) and name and len(self.tool_names) < 64:
+                    self.tool_names.append(name[:128])
 
     def hexdigest(self) -> str | None:
         if not self._slots:
@@ -106,4 +119,5 @@ class Capture:
                 continue
         body["response_digest"] = rd.hexdigest()
         body["response_chars"] = rd.chars
+        body["tool_calls"] = rd.tool_names
         return {"prompt": self.prompt or [], "response": rd.texts()} if keep_text else None

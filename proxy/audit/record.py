@@ -136,6 +136,8 @@ def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = Non
         "decisions": decisions,
         "verdicts": summarize(decisions),
         "policy": ex.policy.digest,
+        "tools_offered": _tools_offered(ex.body, secrets),
+        "tool_calls": [],  # filled by the writer from the response
         "prompt_digest": None,
         "response_digest": None,
         "response_chars": 0,
@@ -143,3 +145,14 @@ def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = Non
     }
     return record
 
+
+
+def _tools_offered(body: Any, secrets: tuple[str, ...]) -> list[str]:
+    """Names of the functions the request offered the model (names only, never schemas)."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    out = []
+    for tool in tools if isinstance(tools, list) else ():
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            out.append(_clean(fn["name"][:128], secrets))
+    return out[:64]

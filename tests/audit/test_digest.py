@@ -67,4 +67,18 @@ def test_capture_digests_in_the_writer_what_the_provider_sent():
     assert content == {"prompt": ["hi"], "response": {"0:content:-1": "Hello there, world"}}
     empty: dict = {}
     assert Capture(None).apply(empty, keep_text=False) is None
-    assert empty == {"prompt_digest": None, "response_digest": None, "response_chars": 0}
+    assert empty == {"prompt_digest": None, "response_digest": None, "response_chars": 0, "tool_calls": []}
+
+
+def test_tool_calls_are_named_not_copied():
+    import orjson
+
+    from proxy.audit.digest import Capture
+    first = chat_chunk(tool_args='{"city": "Par')
+    first["choices"][0]["delta"]["tool_calls"][0].update(id="call_1", type="function")
+    first["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] = "get_weather"
+    cap = Capture(["weather?"])
+    cap.response += [orjson.dumps(first).decode(), orjson.dumps(chat_chunk(tool_args='is"}')).decode()]
+    body: dict = {}
+    cap.apply(body, keep_text=False)
+    assert body["tool_calls"] == ["get_weather"] and "Par" not in str(body)

@@ -52,3 +52,12 @@ def test_verdicts_summarize_what_the_stages_decided():
     denied.decide("budget", "reserve", reserved_usd=0.01)
     denied.decide("budget", "release", reason="upstream_error")
     assert build_record(denied, secrets=())["verdicts"]["settled_usd"] == 0
+
+
+def test_tools_offered_are_listed_by_name():
+    policy = make_policy()
+    body = {"model": "gpt-4o-mini", "messages": [], "tools": [
+        {"type": "function", "function": {"name": "get_weather", "description": "secret internals", "parameters": {}}},
+        {"type": "function", "function": {"name": "send_email"}}]}
+    rec = build_record(make_exchange(policy, body), secrets=())
+    assert rec["tools_offered"] == ["get_weather", "send_email"] and "secret internals" not in str(rec)
