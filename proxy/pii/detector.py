@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator
 
 import re2
 import tldextract
@@ -46,14 +46,37 @@ _ANY = re2.compile(r"[\d@]")
 _ANY_URL = re2.compile(r"[\d@.:/]")
 
 
+MAX_WINDOW = 1024  # longer windows are scanned in overlapping pieces: bounded work per step
+OVERLAP = 128  # longer than any built-in entity, so each one is whole in some piece
+
+
 def _windows(text: str, url: bool) -> list[tuple[int, str]]:
     if (_ANY_URL if url else _ANY).search(text) is None:
         return []
     if text.isascii():
         rx = _WINDOW_URL_B if url else _WINDOW_B
-        return [(m.start(), m.group().decode("ascii")) for m in rx.finditer(text.encode("ascii"))]
-    rx_u = _WINDOW_URL_U if url else _WINDOW_U
-    return [(m.start(), m.group()) for m in rx_u.finditer(text)]
+        found = [(m.start(), m.group().decode("ascii")) for m in rx.finditer(text.encode("ascii"))]
+    else:
+        rx_u = _WINDOW_URL_U if url else _WINDOW_U
+        found = [(m.start(), m.group()) for m in rx_u.finditer(text)]
+    if any(len(w) > MAX_WINDOW for _, w in found):
+        found = [piece for start, w in found for piece in _pieces(start, w)]
+    return found
+
+
+def _pieces(start: int, w: str) -> list[tuple[int, str]]:
+    """A long window cut at spaces into pieces that overlap by OVERLAP characters."""
+    if len(w) <= MAX_WINDOW:
+        return [(start, w)]
+    out = []
+    pos = 0
+    while True:
+        end = len(w) if len(w) - pos <= MAX_WINDOW else w.rfind(" ", pos + OVERLAP + 1, pos + MAX_WINDOW) + 1 or pos + MAX_WINDOW
+        out.append((start + pos, w[pos:end].rstrip(" ")))
+        if end >= len(w):
+            return out
+        back = w.find(" ", end - OVERLAP, end)  # restart a little earlier, at a word start
+        pos = back + 1 if back >= 0 and back + 1 > pos else max(pos + 1, end - OVERLAP)
 _WORD = re.compile(r"\w+")
 _IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
 _NOT_DIGITS = re.compile(r"\D+")
@@ -212,6 +235,16 @@ class Detector:
 
     def find(self, text: str, budget_s: float | None = None) -> list[Span]:
         """Spans in `text`. With `budget_s`, raise DetectionBudgetExceeded past that much CPU time."""
+        steps = self.steps(text, budget_s)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def steps(self, text: str, budget_s: float | None = None) -> Generator[None, None, list[Span]]:
+        """`find` in small steps: yields every few windows so a caller on an event loop can
+        let other work run between them; returns the spans."""
         if not text:
             return []
         deadline = time.perf_counter() + budget_s if budget_s is not None else None
@@ -219,8 +252,9 @@ class Detector:
         cut: set[tuple[int, int]] = set()  # candidates cut short of their regex match
         if self._gated:
             for k, (start, w) in enumerate(_windows(text, self._url)):
-                if deadline is not None and not k & 63:
+                if deadline is not None and not k & 7:
                     _check(deadline)
+                yield  # one window per step: at most MAX_WINDOW characters of work
                 nd = len(_NOT_DIGITS.sub("", w))
                 for comp, gate in self._gated:
                     if gate(w, nd):
@@ -231,14 +265,18 @@ class Detector:
             cands.extend(Span(h.start, h.end, h.entity, NER_SCORE) for h in self.ner.find(text))
         if not cands:
             return []
+        yield
         # Validated hits (score 1.0) first: a weaker candidate inside one cannot win, so it
         # needs no context look-up (the costly part on number-dense text).
         certain = resolve(text, [sp for sp in cands if sp.score >= 1.0])
+        yield
         c_starts = [sp.start for sp in certain]
         c_ends = [sp.end for sp in certain]
         lowered = None
         kept: list[Span] = list(certain)
-        for sp in cands:
+        for k, sp in enumerate(cands):
+            if not k & 127:
+                yield
             if sp.score >= 1.0:
                 continue
             i = bisect.bisect_right(c_starts, sp.start)
@@ -254,6 +292,7 @@ class Detector:
                     score = min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN))
             if score >= self._threshold and score > 0:
                 kept.append(sp if score == sp.score else Span(sp.start, sp.end, sp.entity, score))
+        yield
         spans = resolve(text, kept, self._allow)
         if cut:
             # A cut candidate only stands when the rest of its match is another entity.
@@ -274,21 +313,18 @@ class Detector:
 def resolve(text: str, spans: list[Span], allow: frozenset[str] = frozenset()) -> list[Span]:
     """Non-overlapping spans (highest score, then longest), allow-listed values removed, in order.
 
-    O(n log n): a text with thousands of hits must not cost quadratic time.
+    Linear in the text: a mask of taken characters (a text with thousands of hits must not
+    cost quadratic time).
     """
     spans.sort(key=lambda s: (-s.score, -(s.end - s.start), s.start))
-    starts: list[int] = []  # taken spans, sorted by start
-    ends: list[int] = []
+    taken_mask = bytearray(len(text) + 1)
     taken: list[Span] = []
     for sp in spans:
-        i = bisect.bisect_right(starts, sp.start)
-        if i > 0 and ends[i - 1] > sp.start:
-            continue  # overlaps the taken span that starts at or before it
-        if i < len(starts) and starts[i] < sp.end:
-            continue  # overlaps the next taken span
-        starts.insert(i, sp.start)
-        ends.insert(i, sp.end)
-        taken.insert(i, sp)
+        if taken_mask.find(1, sp.start, sp.end) >= 0:
+            continue
+        taken_mask[sp.start:sp.end] = b"\x01" * (sp.end - sp.start)
+        taken.append(sp)
     if allow:
         taken = [s for s in taken if text[s.start:s.end].casefold() not in allow]
+    taken.sort(key=lambda s: s.start)
     return taken

@@ -55,7 +55,7 @@ class PiiSettings(_Strict):
     allow_list: list[str] = []
     recognizers: list[dict[str, Any]] = []
     ner_model: str | None = None  # an installed spaCy package name or a model directory
-    executor_min_chars: int = Field(32768, ge=0)  # requests with more text detect off the event loop
+    executor_min_chars: int = Field(32768, ge=0)  # with ner_model: requests with more text run NER in a thread
     max_detect_seconds: float = Field(2.0, gt=0, le=60)  # CPU budget per request; past it: 413, fail closed
     tenants: dict[str, DetectionOverride] = {}
 
