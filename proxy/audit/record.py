@@ -124,6 +124,7 @@ def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = Non
         "subject": _clean(ident.subject, secrets) if ident else None,
         "jti": _clean(ident.jti, secrets) if ident else None,
         "route": ex.route,
+        "path": ex.path,  # e.g. /v1/audit: who read the audit log is itself audited
         "method": ex.method,
         "model": _clean(ex.model, secrets),
         "stream": bool(ex.stream),

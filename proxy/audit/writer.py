@@ -299,10 +299,14 @@ class AuditWriter:
         found_head = False
         for path in reversed(files):  # newest first, streaming: files may be large
             first_seq, last, file_leaves = None, None, []
-            for _, line, _ in layout.iter_lines(path):
+            for lineno, line, _ in layout.iter_lines(path):
                 if not line.strip():
                     continue
-                last = orjson.loads(line)
+                try:
+                    last = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise SinkCorrupt(f"{path}:{lineno} is not JSON: run `ramparts audit verify`; "
+                                      "the writer will not extend a damaged chain") from None
                 if first_seq is None:
                     first_seq = last["seq"]
                 if last["seq"] > ckpt_seq:

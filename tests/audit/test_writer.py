@@ -302,3 +302,15 @@ async def test_file_size_limit_is_an_alarm_and_leaves_a_valid_log(tmp_path, sign
     assert written <= 40_000
     rep = verify.verify_dir(log, keyring)
     assert rep.status == verify.OK and rep.chains[0].entries + int(depth) == 301  # nothing lost, nothing torn
+
+
+async def test_writer_refuses_to_extend_a_damaged_chain(tmp_path, signer):
+    from proxy.audit.writer import SinkCorrupt
+    await write_log(tmp_path, signer, 3)
+    path = chain_file(tmp_path)
+    lines = read_lines(path)
+    lines[2] = b"garbage\n"
+    path.write_bytes(b"".join(lines))
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions())
+    with pytest.raises(SinkCorrupt, match="not JSON"):
+        await w.start()
