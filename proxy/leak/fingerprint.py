@@ -99,12 +99,14 @@ class PromptFingerprint:
 class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
-    __slots__ = ("name", "max_span", "_prints")
+    __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes")
 
     def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
         self.name = "system_prompt"
         self._prints = tuple(prints)
         self.max_span = max((p.max_span for p in self._prints), default=0)
+        self._vocab = frozenset(g[0] for p in self._prints for g in p.grams if len(g) == 1)
+        self._prefixes = frozenset().union(*(p.prefixes for p in self._prints))
 
     def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
         words = words_in(text, start)
@@ -112,6 +114,10 @@ class FingerprintDetector:
         if not words:
             return [], n
         open_word = not final and words[-1][1] == n
+        vocab = self._vocab
+        if not any(w[2] in vocab for w in (words[:-1] if open_word else words)):
+            # No prompt word here: no shingle can match and no run can start, except in an unfinished word.
+            return [], (words[-1][0] if open_word and words[-1][2] in self._prefixes else n)
         hits: list[Hit] = []
         hold = n
         for fp in self._prints:

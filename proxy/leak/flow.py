@@ -17,7 +17,7 @@ from proxy.leak.scanner import Scan, SlotScanner
 
 
 class LeakFlow:
-    __slots__ = ("rules", "prints", "cut", "newly_cut", "pending")
+    __slots__ = ("rules", "prints", "cut", "newly_cut", "pending", "seconds")
 
     def __init__(self, rules: TenantRules, request_prints: Iterable[PromptFingerprint] = ()) -> None:
         self.rules = rules
@@ -25,6 +25,7 @@ class LeakFlow:
         self.cut: set[int] = set()  # choice indexes whose answer was replaced
         self.newly_cut: list[int] = []  # cut since the stage last looked
         self.pending: list[tuple[Hit, str]] = []  # hits since the stage last looked
+        self.seconds = 0.0  # time spent scanning (one metrics sample per exchange)
 
     def rewriter(self, key: tuple[int, str, int]) -> "SlotFilter":
         return SlotFilter(self, key[0], self.rules.scanner(self.prints))

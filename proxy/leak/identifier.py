@@ -1,8 +1,9 @@
 """Cross-tenant identifiers: every other tenant's id and identifiers, in one compiled pass.
 
-One pattern for the whole policy (not one per tenant: N tenants would mean N^2
-literals); a hit counts only when the literal belongs to another tenant and not
-to the caller (an identifier two tenants share is not a leak between them).
+One alternative for the whole policy (not one per tenant: N tenants would mean
+N^2 literals), shared by every tenant's pass; a hit counts only when the literal
+belongs to another tenant and not to the caller (an identifier two tenants share
+is not a leak between them).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from typing import Mapping
 
 from proxy.leak.hit import Hit
 from proxy.leak.literal import word_literals
-from proxy.leak.pattern import PatternDetector
+from proxy.leak.pattern import Alternative, Check, PatternDetector
+
+GROUP = "cross_tenant__cross_tenant"
 
 
 class IdentifierIndex:
     """Compiled once per policy: literal (casefolded) -> owning tenants."""
 
-    __slots__ = ("_owners", "_pattern", "_max_len")
+    __slots__ = ("_owners", "_alternative")
 
     def __init__(self, identifiers: Mapping[str, tuple[str, ...]]) -> None:
         """`identifiers`: tenant id -> the literals only that tenant may see."""
@@ -27,22 +30,32 @@ class IdentifierIndex:
                 if lit.strip():
                     owners.setdefault(lit.strip().casefold(), set()).add(tenant)
         self._owners = {k: frozenset(v) for k, v in owners.items()}
-        self._pattern = word_literals(self._owners) if self._owners else None
-        self._max_len = max((len(k) for k in self._owners), default=0)
+        self._alternative = None
+        if self._owners:
+            self._alternative = Alternative(GROUP, "cross_tenant", "cross_tenant", word_literals(self._owners).pattern,
+                                            max(len(k) for k in self._owners) + 1, tuple(self._owners), True)
 
-    def detector_for(self, tenant: str) -> PatternDetector | None:
-        """The detector for answers to `tenant` (None when no other tenant has identifiers)."""
-        if self._pattern is None or not any(tenant not in o for o in self._owners.values()):
+    def alternative_for(self, tenant: str) -> tuple[Alternative, Check] | None:
+        """The shared alternative and this tenant's owner check (None if nothing is foreign to it)."""
+        if self._alternative is None or all(tenant in o for o in self._owners.values()):
             return None
         owners = self._owners
+        mine = frozenset((tenant,))
 
         def foreign(m) -> bool:
-            return tenant not in owners.get(m.group().casefold(), frozenset((tenant,)))
+            return tenant not in owners.get(m.group().casefold(), mine)
 
-        return PatternDetector("cross_tenant", self._pattern, self._max_len + 1, keep=foreign)
+        return self._alternative, foreign
+
+    def detector_for(self, tenant: str) -> PatternDetector | None:
+        found = self.alternative_for(tenant)
+        if found is None:
+            return None
+        alt, check = found
+        return PatternDetector([alt], {alt.group: check})
 
 
 def foreign_hits(index: IdentifierIndex, tenant: str, text: str) -> list[Hit]:
-    """Whole-text check (used by tests and batch tools)."""
+    """Whole-text check (tests and batch tools)."""
     det = index.detector_for(tenant)
     return det.scan(text, 0, final=True)[0] if det else []

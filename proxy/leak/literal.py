@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from typing import Callable
+
 import regex
 
 
-def trie_pattern(literals: Iterable[str]) -> str:
-    """Regex source (no flags, no boundaries) matching exactly the given literals."""
+def trie_pattern(literals: Iterable[str], prefixes: bool = False, escape: Callable[[str], str] = regex.escape) -> str:
+    """Regex source (no flags, no boundaries) matching exactly the given literals,
+    or with `prefixes` any non-empty prefix of one of them."""
     root: dict = {}
     for lit in literals:
         if not lit:
@@ -21,12 +24,12 @@ def trie_pattern(literals: Iterable[str]) -> str:
         for ch in lit:
             node = node.setdefault(ch, {})
         node[""] = {}  # end marker
-    return _emit(root) if root else r"(?!)"
+    return _emit(root, prefixes, escape) if root else r"(?!)"
 
 
-def _emit(node: dict) -> str:
-    ends = "" in node
-    branches = [regex.escape(ch) + _emit(child) for ch, child in sorted(node.items()) if ch != ""]
+def _emit(node: dict, prefixes: bool = False, escape: Callable[[str], str] = regex.escape, root: bool = True) -> str:
+    ends = "" in node or (prefixes and not root)
+    branches = [escape(ch) + _emit(child, prefixes, escape, False) for ch, child in sorted(node.items()) if ch != ""]
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"

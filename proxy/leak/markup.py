@@ -14,18 +14,17 @@ from urllib.parse import urlsplit
 
 import regex
 
-from proxy.leak.pattern import PatternDetector
+from proxy.leak.pattern import Alternative, Check, PatternDetector
 
-_IMAGE = regex.compile(
-    r"(?P<markdown_image>!\[[^\]\n]{0,512}\]\(\s{0,8}<?(?P<url>[^)\s>]{1,2048})>?(?:\s{1,8}(?:\"[^\"\n]{0,256}\"|'[^'\n]{0,256}'))?\s{0,8}\))"
-    r"|(?P<html_image>(?i:<img\b[^>]{0,2048}>))"
-)
+_MD_IMAGE = (r"!\[[^\]\n]{0,512}\]\(\s{0,8}<?(?P<url>[^)\s>]{1,2048})>?"
+             r"(?:\s{1,8}(?:\"[^\"\n]{0,256}\"|'[^'\n]{0,256}'))?\s{0,8}\)")
+_HTML_IMAGE = r"(?i:<img\b[^>]{0,2048}>)"
 _HTML_SRC = regex.compile(r"""(?i)\bsrc\s*=\s*["']?([^"'\s>]+)""")
 
-_ANSI = regex.compile(
-    r"(?P<osc>\x1b\][^\x07\x1b\x9c]{0,4096}(?:\x07|\x1b\\|\x9c))"  # OSC: title, hyperlinks
-    r"|(?P<csi>(?:\x1b\[|\x9b)[0-?]{0,64}[ -/]{0,8}[@-~])"  # CSI: colours, cursor moves, erase
-    r"|(?P<esc>\x1b[ -/]{0,8}[0-~]?|[\x80-\x9f])"  # other escapes and 8-bit C1 controls
+_ANSI = (
+    ("osc", r"\x1b\][^\x07\x1b\x9c]{0,4096}(?:\x07|\x1b\\|\x9c)", 4100, ("\x1b]",)),  # OSC: title, hyperlinks
+    ("csi", r"(?:\x1b\[|\x9b)[0-?]{0,64}[ -/]{0,8}[@-~]", 80, ("\x1b[", "\x9b")),  # CSI: colours, cursor moves, erase
+    ("esc", r"\x1b(?![\[\]])[ -/]{0,8}[0-~]?|[\x80-\x9f]", 10, ("\x1b",) + tuple(chr(c) for c in range(0x80, 0xA0))),  # C1 too
 )
 
 
@@ -36,25 +35,38 @@ def _host(url: str) -> str:
         return ""
 
 
-def image_detector(allow_hosts: Iterable[str] = ()) -> PatternDetector:
+def image_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative], dict[str, Check]]:
     allowed = frozenset(h.lower() for h in allow_hosts)
 
-    def external(m) -> bool:
-        if m.group("markdown_image") is not None:
-            url = m.group("url")
-        else:
-            src = _HTML_SRC.search(m.group())
-            url = src.group(1) if src else ""
+    def external(url: str) -> bool:
         if not url:
-            return m.group("html_image") is not None  # an <img> without a readable src: fail closed
+            return True  # an <img> without a readable src: fail closed
         low = url.lower()
         if low.startswith("data:") or (not low.startswith(("http:", "https:", "//")) and ":" not in low.split("/")[0]):
             return False  # inline data or a relative path: nothing leaves the client
         host = _host(url)
         return not host or (host not in allowed and not any(host.endswith("." + a) for a in allowed))
 
-    return PatternDetector("markdown_image", _IMAGE, 512 + 2048 + 300, kinds=("markdown_image", "html_image"), keep=external)
+    def markdown(m) -> bool:
+        return external(m.group("url"))
+
+    def html(m) -> bool:
+        src = _HTML_SRC.search(m.group())
+        return external(src.group(1) if src else "")
+
+    alts = [Alternative("markdown_image__markdown_image", "markdown_image", "markdown_image", _MD_IMAGE, 512 + 2048 + 300, ("![",), False),
+            Alternative("markdown_image__html_image", "markdown_image", "html_image", _HTML_IMAGE, 2100, ("<img",), False)]
+    return alts, {alts[0].group: markdown, alts[1].group: html}
+
+
+def ansi_alternatives() -> list[Alternative]:
+    return [Alternative(f"ansi__{kind}", "ansi", kind, src, max_len, anchors, False) for kind, src, max_len, anchors in _ANSI]
+
+
+def image_detector(allow_hosts: Iterable[str] = ()) -> PatternDetector:
+    alts, checks = image_alternatives(allow_hosts)
+    return PatternDetector(alts, checks)
 
 
 def ansi_detector() -> PatternDetector:
-    return PatternDetector("ansi", _ANSI, 4100, kinds=("osc", "csi", "esc"))
+    return PatternDetector(ansi_alternatives())

@@ -7,15 +7,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-import regex
-
 from proxy.leak.fingerprint import FingerprintDetector, PromptFingerprint
 from proxy.leak.identifier import IdentifierIndex
 from proxy.leak.literal import trie_pattern, word_literals
-from proxy.leak.markup import ansi_detector, image_detector
-from proxy.leak.pattern import PatternDetector
+from proxy.leak.markup import ansi_alternatives, image_alternatives
+from proxy.leak.pattern import Alternative, AlternativeSet, Check, Compiled, PatternDetector
 from proxy.leak.scanner import Detector, SlotScanner
-from proxy.leak.secret import secret_detector
+from proxy.leak.secret import secret_alternatives
 from proxy.leak.settings import DEFAULT_ACTIONS, ModerationSettings, PromptSettings
 
 OVERFLOW_MARKER = "[REDACTED:overflow]"
@@ -54,12 +52,14 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
     if unknown:
         raise ValueError(f"leak: tenants {unknown} are not in the policy")
     base_actions = {**DEFAULT_ACTIONS, **config.actions.given()}
-    secrets = secret_detector([(p.name, p.regex, p.max_len) for p in config.secrets.patterns], config.secrets.builtin)
+    secrets = secret_alternatives([(p.name, p.regex, p.max_len, tuple(p.anchors)) for p in config.secrets.patterns],
+                                  config.secrets.builtin)
     index = IdentifierIndex({
         tid: tuple(info.identifiers) + ((tid,) if config.cross_tenant.tenant_ids else ())
         for tid, info in tenants.items()
     })
-    ansi = ansi_detector()
+    compiled: dict[str, Compiled] = {}  # regex source -> compiled, shared by every tenant
+    sets: dict[tuple[Alternative, ...], AlternativeSet] = {}  # same alternatives -> one anchor index
     out: dict[str, TenantRules] = {}
     for tid, info in tenants.items():
         own = config.tenants.get(tid)
@@ -68,25 +68,39 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
         markers["ansi"] = ""  # escapes are stripped, not marked
         markers["overflow"] = OVERFLOW_MARKER
         markers.update(config.markers)
-        dets: list[Detector] = []
         on = lambda d: actions.get(d) != "off"  # noqa: E731
-        if on("secret") and secrets is not None:
-            dets.append(secrets)
+        alts: list[Alternative] = []
+        checks: dict[str, Check] = {}
+        if on("secret"):
+            alts += secrets[0]
+            checks.update(secrets[1])
         if on("cross_tenant"):
-            d = index.detector_for(tid)
-            if d is not None:
-                dets.append(d)
+            found = index.alternative_for(tid)
+            if found is not None:
+                alts.append(found[0])
+                checks[found[0].group] = found[1]
         canaries = list(config.canaries) + (list(own.canaries) if own else [])
         if on("canary") and canaries:
-            dets.append(PatternDetector("canary", regex.compile("(?i:" + trie_pattern(sorted({c.casefold() for c in canaries})) + ")"),
-                                        max(len(c) for c in canaries)))
-        mod = _moderation(config.moderation, own.moderation if own else None)
-        if on("moderation") and mod is not None:
-            dets.append(mod)
+            lits = sorted({c.casefold() for c in canaries})
+            alts.append(Alternative("canary__canary", "canary", "canary", "(?i:" + trie_pattern(lits) + ")",
+                                    max(len(c) for c in canaries), tuple(lits), False))
+        if on("moderation"):
+            alts += _moderation(config.moderation, own.moderation if own else None)
         if on("markdown_image"):
-            dets.append(image_detector(list(config.markdown_image.allow_hosts) + (list(own.allow_image_hosts) if own else [])))
+            img, img_checks = image_alternatives(list(config.markdown_image.allow_hosts) + (list(own.allow_image_hosts) if own else []))
+            alts += img
+            checks.update(img_checks)
         if on("ansi"):
-            dets.append(ansi)
+            alts += ansi_alternatives()
+        dets: list[Detector] = []
+        if alts:
+            groups = [a.group for a in alts]
+            if len(set(groups)) != len(groups):
+                raise ValueError(f"leak: pattern names collide for tenant {tid!r}: {sorted(groups)}")
+            key = tuple(alts)
+            if key not in sets:
+                sets[key] = AlternativeSet(alts, compiled)
+            dets.append(PatternDetector(sets[key], checks))
         prints: tuple[PromptFingerprint, ...] = ()
         if on("system_prompt") and info.system_prompt:
             prints = (fingerprint(info.system_prompt, config.system_prompt),)
@@ -99,21 +113,16 @@ def fingerprint(text: str, s: PromptSettings) -> PromptFingerprint:
     return PromptFingerprint(text, s.shingle, s.window, s.threshold)
 
 
-def _moderation(common: ModerationSettings, own: ModerationSettings | None) -> PatternDetector | None:
+def _moderation(common: ModerationSettings, own: ModerationSettings | None) -> list[Alternative]:
     terms = list(common.terms) + (list(own.terms) if own else [])
     pats = list(common.patterns) + (list(own.patterns) if own else [])
-    parts, kinds, longest = [], [], 0
+    alts = []
     if terms:
-        parts.append("(?P<term>" + word_literals(terms).pattern + ")")
-        kinds.append("term")
-        longest = max(len(t) for t in terms) + 1
-    for p in pats:
-        parts.append(f"(?P<{p.name}>{p.regex})")
-        kinds.append(p.name)
-        longest = max(longest, p.max_len)
-    if not parts:
-        return None
-    return PatternDetector("moderation", regex.compile("|".join(parts)), longest, kinds=tuple(kinds))
+        alts.append(Alternative("moderation__blocked_term", "moderation", "blocked_term", word_literals(terms).pattern,
+                                max(len(t) for t in terms) + 1, tuple(t.casefold() for t in terms), True))
+    alts += [Alternative(f"moderation__{p.name}", "moderation", p.name, p.regex, p.max_len, tuple(p.anchors) or None, False)
+             for p in pats]
+    return alts
 
 
 class PrintCache:

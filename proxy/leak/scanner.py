@@ -71,9 +71,14 @@ class SlotScanner:
         hits: list[Hit] = []
         for d in self._detectors:
             found, h = d.scan(text, base, final)
-            hits.extend(found)
+            if found:
+                hits.extend(found)
             if h < hold:
                 hold = h
+        if not hits and hold == n:  # the common case: nothing found, nothing forming
+            self._held = ""
+            self._ctx = text[-_CONTEXT:]
+            return Scan(buf)
         if hold < n - self._max_hold:
             # A would-be match longer than any pattern allows: redact the overflow.
             cut = n - self._max_hold

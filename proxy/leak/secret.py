@@ -15,28 +15,33 @@ import orjson
 import regex
 
 from proxy.leak.hit import Hit
-from proxy.leak.pattern import PatternDetector
+from proxy.leak.pattern import Alternative, Check, PatternDetector
 
 # A key never starts in the middle of a word: "task-..." is not "sk-...".
 _B = r"(?<![A-Za-z0-9_\-])"
 
-# name -> (pattern, longest match in characters)
-BUILTIN: dict[str, tuple[str, int]] = {
-    "anthropic_key": (_B + r"sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\-]{20,200}", 220),
-    "openai_key": (_B + r"sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}", 220),
-    "stripe_key": (_B + r"(?:sk|rk)_live_[0-9A-Za-z]{20,200}", 210),
-    "aws_access_key": (_B + r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Z])", 20),
-    "github_token": (_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})", 270),
-    "slack_token": (_B + r"xox[baprse]-[A-Za-z0-9\-]{10,250}", 260),
-    "google_api_key": (_B + r"AIza[0-9A-Za-z_\-]{35}", 39),
-    "private_key": (r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s:,\\\-]{0,8192}"
-                    r"(?:-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----)?", 8400),
-    "jwt": (_B + r"eyJ[A-Za-z0-9_\-]{8,4096}\.eyJ[A-Za-z0-9_\-]{8,4096}\.[A-Za-z0-9_\-]{8,4096}", 12300),
+_PEM_BODY = r"[A-Za-z0-9+/=\s:,\\\-]"  # base64, line breaks (also JSON-escaped), header fields
+
+# name -> (pattern, longest match in characters, literal starts (any case), anchors need a word start)
+BUILTIN: dict[str, tuple[str, int, tuple[str, ...], bool]] = {
+    "anthropic_key": (_B + r"sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\-]{20,200}", 220, ("sk-ant-",), True),
+    "openai_key": (_B + r"sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,200}", 220, ("sk-",), True),
+    "stripe_key": (_B + r"(?:sk|rk)_live_[0-9A-Za-z]{20,200}", 210, ("sk_live_", "rk_live_"), True),
+    "aws_access_key": (_B + r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Z])", 20, ("akia", "asia", "abia", "acca"), True),
+    "github_token": (_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})", 270,
+                     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), True),
+    "slack_token": (_B + r"xox[baprse]-[A-Za-z0-9\-]{10,250}", 260, ("xox",), True),
+    "google_api_key": (_B + r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])", 39, ("aiza",), True),
+    # Up to the END line when there is one; otherwise as far as key material goes.
+    "private_key": (r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:" + _PEM_BODY + r"{0,8192}?"
+                    r"-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|" + _PEM_BODY + r"{0,8192})", 8400, ("-----begin",), False),
+    "jwt": (_B + r"eyJ[A-Za-z0-9_\-]{8,4096}\.eyJ[A-Za-z0-9_\-]{8,4096}\.[A-Za-z0-9_\-]{8,4096}", 12300, ("eyj",), True),
     # password = "...", aws_secret_access_key: ..., "client_secret": "..."
     # The keyword may follow "_" or "-" (aws_secret_access_key) but not a letter: "this" is not "s...".
     "generic_secret": (r"(?i:(?<![A-Za-z0-9])(?:(?:api|access|auth|client|private|secret)[_\-]?(?:key|secret|token)"
                        r"|secret|passwd|password|token)[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?)"
-                       r"(?P<value>[A-Za-z0-9/+_\-.=~]{16,256})", 320),
+                       r"(?P<value>[A-Za-z0-9/+_\-.=~]{16,256})", 320,
+                       ("api", "access", "auth", "client", "private", "secret", "passwd", "password", "token"), True),
 }
 
 # Shapes providers print in error bodies ("Incorrect API key provided: sk-proj-****abcd").
@@ -59,20 +64,21 @@ def _looks_random(m: "regex.Match[str]") -> bool:
     return entropy(v) >= 3.5 and any(c.isdigit() for c in v) and any(c.isalpha() for c in v)
 
 
-def secret_detector(extra: Iterable[tuple[str, str, int]] = (), builtin: bool = True) -> PatternDetector | None:
-    """One pass over all built-in and policy patterns. `extra`: (name, regex, max_len)."""
-    parts: list[str] = []
-    kinds: list[str] = []
-    longest = 0
+def secret_alternatives(extra: Iterable[tuple[str, str, int, tuple[str, ...]]] = (), builtin: bool = True) -> tuple[list[Alternative], dict[str, Check]]:
+    """Built-in and policy patterns. `extra`: (name, regex, max_len, anchors); no anchors: scanned always."""
     table = list(BUILTIN.items()) if builtin else []
-    for name, (pat, max_len) in table + [(n, (p, m)) for n, p, m in extra]:
-        parts.append(f"(?P<{name}>{pat})")
-        kinds.append(name)
-        longest = max(longest, max_len)
-    if not parts:
-        return None
-    return PatternDetector("secret", regex.compile("|".join(parts)), longest, kinds=tuple(kinds),
-                           validate={"generic_secret": _looks_random})
+    alts = [Alternative(f"secret__{name}", "secret", name, pat, max_len, anchors, word)
+            for name, (pat, max_len, anchors, word) in table]
+    alts += [Alternative(f"secret__{name}", "secret", name, pat, max_len, anchors or None, False)
+             for name, pat, max_len, anchors in extra]
+    checks: dict[str, Check] = {"secret__generic_secret": _looks_random} if builtin else {}
+    return alts, checks
+
+
+def secret_detector(extra: Iterable[tuple[str, str, int, tuple[str, ...]]] = (), builtin: bool = True) -> PatternDetector | None:
+    """Secrets alone (error bodies, whole-text tools)."""
+    alts, checks = secret_alternatives(extra, builtin)
+    return PatternDetector(alts, checks) if alts else None
 
 
 def check_pattern(pat: str) -> None:
@@ -93,10 +99,11 @@ def redact_text(text: str, detector: PatternDetector | None, marker: str = "[red
     if detector is not None:
         hits, _ = detector.scan(text, 0, final=True)
     out, last = [], 0
-    for h in hits:
-        out.append(text[last:h.start])
-        out.append(marker)
-        last = h.end
+    for h in hits:  # overlapping hits (client_secret=... and secret=...) redact as one
+        if h.start >= last:
+            out.append(text[last:h.start])
+            out.append(marker)
+        last = max(last, h.end)
     out.append(text[last:])
     return _KEY_FRAGMENT.sub(marker, "".join(out)), hits
 

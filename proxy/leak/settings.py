@@ -29,6 +29,9 @@ class PatternRule(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     regex: str = Field(min_length=1, max_length=2000)
     max_len: int = Field(256, ge=1, le=65536)  # longest text it can match: bounds the hold-back
+    # Literals every match starts with (any case). With them, clean text skips this pattern; without, it
+    # runs on every event.
+    anchors: list[str] = []
 
     @field_validator("regex")
     @classmethod

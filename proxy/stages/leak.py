@@ -59,7 +59,7 @@ class LeakStage(Stage):
         infos = {tid: TenantInfo(t.config.system_prompt, tuple(t.config.identifiers)) for tid, t in policy.tenants.items()}
         self._rules = compile_rules(config, infos)
         self._prints = PrintCache(config.system_prompt)
-        self._error_secrets = secret_detector([(p.name, p.regex, p.max_len) for p in config.secrets.patterns])
+        self._error_secrets = secret_detector([(p.name, p.regex, p.max_len, tuple(p.anchors)) for p in config.secrets.patterns])
 
     async def on_request(self, ex: Exchange) -> Deny | None:
         """Fingerprint the system/developer messages the request sends (already pii-tokenized)."""
@@ -93,10 +93,9 @@ class LeakStage(Stage):
         flow, editor = state
         t = time.perf_counter()
         try:
-            out = self._edit(ex, flow, lambda: editor.edit(event), event)
+            return self._edit(ex, flow, lambda: editor.edit(event), event)
         finally:
-            self.services.metrics.stage_seconds.labels(self.type).observe(time.perf_counter() - t)
-        return out
+            flow.seconds += time.perf_counter() - t
 
     async def on_response_end(self, ex: Exchange) -> list[Event]:
         """The upstream ended (with or without [DONE]): judge and flush every held slot."""
@@ -104,7 +103,17 @@ class LeakStage(Stage):
         if state is None:
             return []
         flow, editor = state
-        return self._edit(ex, flow, editor.end, None)
+        t = time.perf_counter()
+        try:
+            return self._edit(ex, flow, editor.end, None)
+        finally:
+            flow.seconds += time.perf_counter() - t
+
+    async def on_complete(self, ex: Exchange) -> None:
+        """Once per exchange: the detection time of all its events (one histogram sample, not one per event)."""
+        state = ex.state.get(self.type)
+        if state is not None and state[0].seconds:
+            self.services.metrics.stage_seconds.labels(self.type).observe(state[0].seconds)
 
     def _edit(self, ex: Exchange, flow: LeakFlow, run, event: Event | None) -> list[Event]:
         try:

@@ -21,15 +21,17 @@ def test_image_in_progress_is_held():
     assert image_detector().scan("look ![x](https://ev", 0, final=False) == ([], 5)
 
 
-@pytest.mark.parametrize("text,kinds", [
-    ("\x1b[31mred\x1b[0m", ["csi", "csi"]),
-    ("\x1b]8;;http://evil\x07click\x1b]8;;\x07", ["osc", "osc"]),
-    ("\x1b]0;title\x1b\\", ["osc"]),
-    ("\x9b2J and \x1bc", ["csi", "esc"]),
-    ("plain text, no escapes", []),
+@pytest.mark.parametrize("text,kinds,visible", [
+    ("\x1b[31mred\x1b[0m", {"csi"}, "red"),
+    ("\x1b]8;;http://evil\x07click\x1b]8;;\x07", {"osc"}, "click"),
+    ("\x1b]0;title\x1b\\ok", {"osc", "esc"}, "ok"),  # the ST inside the OSC is also an escape: merged
+    ("\x9b2J and \x1bc", {"csi", "esc"}, " and "),
+    ("plain text, no escapes", set(), "plain text, no escapes"),
 ])
-def test_ansi(text, kinds):
-    assert [h.kind for h in ansi_detector().scan(text, 0, final=True)[0]] == kinds
+def test_ansi(text, kinds, visible):
+    hits = ansi_detector().scan(text, 0, final=True)[0]
+    assert {h.kind for h in hits} == kinds
+    assert "".join(ch for i, ch in enumerate(text) if not any(h.start <= i < h.end for h in hits)) == visible
 
 
 def test_split_escape_is_held_whole():

@@ -1,15 +1,15 @@
 import regex
 
-from proxy.leak.pattern import PatternDetector
+from proxy.leak.pattern import Alternative, PatternDetector, compile_alternative, single, tail_of
 
 
-def det(pat: str, **kw) -> PatternDetector:
-    return PatternDetector("t", regex.compile(pat), 64, **kw)
+def det(pat: str, check=None) -> PatternDetector:
+    return single("t", "k", pat, 64, check)
 
 
 def test_complete_match_is_a_hit():
     hits, hold = det(r"abc").scan("xx abc yy", 0, final=False)
-    assert [(h.start, h.end) for h in hits] == [(3, 6)]
+    assert [(h.detector, h.kind, h.start, h.end) for h in hits] == [("t", "k", 3, 6)]
     assert hold == 9
 
 
@@ -27,8 +27,9 @@ def test_partial_match_is_held_from_its_start():
 
 def test_an_earlier_longer_partial_is_not_hidden_by_a_later_complete_match():
     # regex's own partial search would answer with the complete "b" and miss "abc..."
-    hits, hold = det(r"abcd|b").scan("xabc", 0, final=False)
-    assert hold == 1
+    assert regex.compile("abcd|b").search("xabc", partial=True).group() == "b"
+    assert det(r"abcd|b").scan("xabc", 0, final=False)[1] == 1
+    assert tail_of(regex.compile("abcd|b")).search("xabc", partial=True).start() == 1
 
 
 def test_start_offset_keeps_lookbehind_context():
@@ -37,8 +38,37 @@ def test_start_offset_keeps_lookbehind_context():
     assert len(d.scan("a key", 2, final=True)[0]) == 1
 
 
-def test_kind_validate_and_keep():
-    d = det(r"(?P<num>[0-9]{3})|(?P<word>[a-z]{3})", kinds=("num", "word"),
-            validate={"num": lambda m: m.group() != "000"}, keep=lambda m: m.group() != "zzz")
-    hits, _ = d.scan("000 123 abc zzz", 0, final=True)
-    assert [(h.kind, h.start) for h in hits] == [("num", 4), ("word", 8)]
+def test_alternatives_name_detector_and_kind_and_overlap():
+    alts = [Alternative("a__num", "a", "num", r"[0-9]{3}", 3), Alternative("b__url", "b", "url", r"<[^>]*>", 64)]
+    d = PatternDetector(alts, {"a__num": lambda m: m.group() != "000"})
+    hits, _ = d.scan("000 <x 123> 456", 0, final=True)
+    # the number inside the url is found although the url covers it
+    assert [(h.detector, h.kind, h.start) for h in hits] == [("b", "url", 4), ("a", "num", 7), ("a", "num", 12)]
+    assert d.max_span == 64 and d.detectors == ("a", "b")
+
+
+ANCHORED = [Alternative("s__key", "s", "key", r"(?<![a-z])key-[0-9]{4}", 8, ("key-",), True),
+            Alternative("s__img", "s", "img", r"!\[[a-z]*\]", 20, ("![",), False)]
+
+
+def test_anchors_skip_clean_text_and_hold_a_started_anchor():
+    d = PatternDetector(ANCHORED)
+    assert d.scan("nothing to see here", 0, final=False) == ([], 19)
+    assert d.scan("the ke", 0, final=False) == ([], 4)  # "ke" may become "key-"
+    assert d.scan("monke", 0, final=False) == ([], 5)  # not at a word start: no anchor
+    assert d.scan("pic !", 0, final=False) == ([], 4)  # free anchors need no word start
+    hits, hold = d.scan("a key-1234 and ![x] ok", 0, final=False)
+    assert [h.kind for h in hits] == ["key", "img"] and hold == 22
+
+
+def test_anchors_are_case_insensitive_and_longer_anchors_include_shorter_ones():
+    alts = [Alternative("a__x", "a", "x", r"(?i:ab[0-9])", 3, ("ab",), True),
+            Alternative("a__y", "a", "y", r"(?i:abc[0-9])", 4, ("abc",), True)]
+    hits, _ = PatternDetector(alts).scan("AB1 abc2", 0, final=True)
+    assert [h.kind for h in hits] == ["x", "y"]
+
+
+def test_compiled_alternatives_are_shared_through_the_cache():
+    cache = {}
+    a = compile_alternative(ANCHORED[0], cache)
+    assert compile_alternative(ANCHORED[0], cache) is a and len(cache) == 1

@@ -17,12 +17,14 @@ def rules(**cfg):
 
 
 def names(r) -> list[str]:
-    return [d.name for d in r.detectors]
+    return [name for d in r.detectors for name in d.detectors]
 
 
 def test_defaults_build_every_detector():
     r = rules(canaries=["ZEBRA-CANARY-42"], moderation={"terms": ["competitor x"]})
     assert names(r["acme"]) == ["secret", "cross_tenant", "canary", "moderation", "markdown_image", "ansi"]
+    assert len(r["acme"].detectors) == 1  # one detector, one anchor pass for all of them
+    assert r["acme"].detectors[0]._set is r["globex"].detectors[0]._set  # compiled once, shared
     assert len(r["acme"].prints) == 1 and r["globex"].prints == ()
     assert r["acme"].actions["cross_tenant"] == "block" and r["acme"].markers["ansi"] == ""
 
@@ -48,6 +50,11 @@ def test_unknown_tenant_in_settings_is_an_error():
         rules(tenants={"nobody": {}})
 
 
+def test_colliding_pattern_names_are_an_error():
+    with pytest.raises(ValueError):
+        rules(moderation={"terms": ["x"], "patterns": [{"name": "blocked_term", "regex": "y"}]})
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValidationError):
         LeakConfig.model_validate({"type": "leak", "actions": {"secret": "shout"}})
@@ -61,7 +68,7 @@ def test_moderation_terms_and_patterns():
     r = rules(tenants={"acme": {"moderation": {"terms": ["Project Titan"], "patterns": [{"name": "ssn_like", "regex": r"\d{3}-\d{2}-\d{4}", "max_len": 11}]}}})
     s = r["acme"].scanner()
     r1 = s.feed("about project titan: ")
-    assert r1.stop == "block" and r1.hits[-1][0].kind == "term"
+    assert r1.stop == "block" and r1.hits[-1][0].kind == "blocked_term"
 
 
 def test_print_cache_compiles_once_and_is_bounded():

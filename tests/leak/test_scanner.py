@@ -1,11 +1,9 @@
-import regex
-
-from proxy.leak.pattern import PatternDetector
+from proxy.leak.pattern import single
 from proxy.leak.scanner import SlotScanner
 from proxy.leak.secret import secret_detector
 
 KEY = "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE"
-WORD = PatternDetector("moderation", regex.compile(r"(?i:\bforbidden\b)"), 10)
+WORD = single("moderation", "term", r"(?i:\bforbidden\b)", 10)
 
 
 def scanner(action: str = "redact", max_hold: int = 4096, detectors=None) -> SlotScanner:
@@ -65,7 +63,7 @@ def test_off_detector_is_ignored():
 
 
 def test_overflow_is_redacted_not_released():
-    greedy = PatternDetector("moderation", regex.compile(r"<<[a-z]*>>"), 6)
+    greedy = single("moderation", "greedy", r"<<[a-z]*>>", 6)
     s = SlotScanner([greedy], {"moderation": "redact"}, {"overflow": "[O]", "moderation": "[M]"}, 16)
     out = s.feed("ok <<" + "a" * 40).text
     assert "a" * 17 not in out and "[O]" in out
