@@ -329,3 +329,17 @@ async def test_detector_failure_fails_closed_unless_configured_open(policy, monk
     assert deny is not None and deny.status == 503 and deny.code == "pii_unavailable"
     ex, deny = await tokenized(opened, policy, chat({"role": "user", "content": f"mail {EMAIL}"}))
     assert deny is None and ex.decisions[-1].decision == "error_open"
+
+
+async def test_ner_model_runs_in_a_worker_thread_for_large_text(policy, tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": [{"LOWER": "ada"}, {"LOWER": "lovelace"}]}])
+    nlp.to_disk(tmp_path / "tiny_ner")
+    stage = make_stage(PiiStage, {"type": "pii", "secret": SECRET, "executor_min_chars": 0,
+                                  "tenants": {"acme": {"ner_model": str(tmp_path / "tiny_ner")}}}, policy)
+    ex, deny = await tokenized(stage, policy, chat({"role": "user", "content": f"Ada Lovelace, {EMAIL}"}))
+    assert deny is None and ex.body["messages"][0]["content"] == "<PERSON_1>, <EMAIL_ADDRESS_1>"
+    ex, _ = await tokenized(stage, policy, chat({"role": "user", "content": "Ada Lovelace"}), tenant="globex")
+    assert ex.body["messages"][0]["content"] == "Ada Lovelace"  # NER is acme's override only
