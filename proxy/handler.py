@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 import aiohttp
@@ -57,7 +57,7 @@ class ProxyHandler:
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         st = self.st
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # 128 random bits like uuid4().hex, a sixth of the cost
         path = request.raw_path.partition("?")[0]
         route = PROXY_ROUTES.get(path)
         if route is None and path == "/v1/models":
@@ -132,6 +132,11 @@ class ProxyHandler:
         if request.content_type != JSON:
             return Deny(415, "the request body must be application/json", "invalid_request_error", "unsupported_media_type")
         if request.content_length is not None and request.content_length > server.max_body_bytes:
+            return Deny(413, f"the request body is larger than {server.max_body_bytes} bytes", "invalid_request_error", "body_too_large")
+        if request.content.is_eof():  # the whole body is already here (small JSON): no deadline to arm
+            body = request.content.read_nowait()
+            if len(body) <= server.max_body_bytes:
+                return body
             return Deny(413, f"the request body is larger than {server.max_body_bytes} bytes", "invalid_request_error", "body_too_large")
         buf = bytearray()
         try:
