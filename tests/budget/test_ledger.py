@@ -75,9 +75,9 @@ async def test_refusals_and_tenant_isolation(ledger):
 
 async def test_expired_hold_is_reclaimed_and_late_settle_charges_once(ledger):
     lim = Limits(budget=100, interactions=None)
-    g = await ledger.reserve("acme", P, 100, 10, 1, lim, 0.2)
+    g = await ledger.reserve("acme", P, 100, 10, 1, lim, 1.0)
     assert (await ledger.reserve("acme", P, 10, 10, 1, lim, 60)).refused == "budget"
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.1)
     assert await ledger.balance("acme", P) == Balance(0, 0, 0, 0)  # reclaimed, nothing leaked
     g2 = await ledger.reserve("acme", P, 60, 10, 1, lim, 60)
     assert g2.hold.amount == 60

@@ -47,7 +47,7 @@ from proxy.budget.ledger import Limits
 
 async def main(url, ns):
     led = RedisLedger(make_redis(url), namespace=ns)
-    g = await led.reserve("acme", "2026-11", 10_000, 10_000, 1, Limits(10_000, None), 0.5)
+    g = await led.reserve("acme", "2026-11", 10_000, 10_000, 1, Limits(10_000, None), 2.0)
     assert g.hold is not None
     print("reserved", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
@@ -86,7 +86,7 @@ async def test_kill_9_between_reserve_and_settle_is_reclaimed(redis_server):
     assert p.returncode == -9 and "reserved" in p.stdout
     led = RedisLedger(make_redis(redis_server.url), namespace=ns, known_tenants=("acme",))
     assert (await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10_000, None), 60)).refused == "budget"
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(2.1)
     assert await led.reclaim() == 1
     bal = await led.balance("acme", "2026-11")
     assert bal.held == 0 and bal.spent == 0
@@ -103,7 +103,7 @@ async def test_redis_down_fails_closed_with_bounded_latency():
         for _ in range(3):
             with pytest.raises(StoreUnavailable):
                 await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
-        assert (time.perf_counter() - t) / 3 < 0.6
+        assert (time.perf_counter() - t) / 3 < 1.5  # 0.5 s deadline + slack for a loaded CI box
         srv.start()  # same port: the pool reconnects
         assert (await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)).hold is not None
     finally:
@@ -119,7 +119,7 @@ async def test_pool_exhaustion_waits_then_fails_closed(redis_server):
     t = time.perf_counter()
     with pytest.raises(StoreUnavailable):
         await led.reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
-    assert time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t < 2.0
     await asyncio.gather(*blockers)
     await led.close()
     # a burst larger than the pool queues for a connection instead of failing at once

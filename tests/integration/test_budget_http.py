@@ -124,7 +124,7 @@ async def test_redis_down_is_503_with_retry_after_and_recovers(make_proxy, mock)
                 body = orjson.loads(await r.read())
                 assert r.status == 503 and r.headers["Retry-After"] == "3"
                 assert body["error"]["code"] == "budget_store_unavailable"
-            assert time.perf_counter() - t < 1.5
+            assert time.perf_counter() - t < 3.0  # 0.3 s store deadline + slack
             assert len(mock.log) == 1  # fail closed: the provider was not called
             srv.start()
             async with s.post(proxy.base_url + "/chat/completions", data=chat("back"), headers=headers()) as r:

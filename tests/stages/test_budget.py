@@ -320,7 +320,7 @@ async def test_store_failure_fails_closed_with_retry_after(tmp_path):
     ex = make_exchange(stage.policy, MSG)
     t = time.perf_counter()
     deny = await stage.on_request(ex)
-    assert time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t < 2.0  # 0.3 s store deadline + slack
     assert deny.status == 503 and deny.headers["Retry-After"] == "2" and deny.code == "budget_store_unavailable"
     assert "budget" not in ex.state
     await stage.ledger.close()
