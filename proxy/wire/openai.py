@@ -129,6 +129,7 @@ def _strings_in(obj: Any, base: Path, kind: str) -> Iterator[Carrier]:
 SlotKey = tuple[int, str, int]  # (choice index, field, tool call index or -1)
 
 _DELTA_TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+_TEXT_FIELD_SET = frozenset(_DELTA_TEXT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,8 @@ def response_slots(payload: Any) -> list[Slot]:
 
 def text_length(payload: Any) -> int:
     """Characters in all text slots of a response or chunk: the sum of len(get_at(payload, s.path))
-    over response_slots(payload), without building slots (the handler counts every event)."""
+    over response_slots(payload), without building slots (the handler counts every event, so
+    this walks only the keys a chunk has: a delta is usually just {"content": ...})."""
     if not isinstance(payload, dict):
         return 0
     choices = payload.get("choices")
@@ -186,26 +188,23 @@ def text_length(payload: Any) -> int:
     for choice in choices:
         if not isinstance(choice, dict):
             continue
-        text = choice.get("text")
-        if isinstance(text, str):
-            n += len(text)
-        for holder in ("delta", "message"):
-            msg = choice.get(holder)
-            if not isinstance(msg, dict):
-                continue
-            for f in _DELTA_TEXT_FIELDS:
-                v = msg.get(f)
-                if isinstance(v, str):
-                    n += len(v)
-            calls = msg.get("tool_calls")
-            if isinstance(calls, list):
-                for call in calls:
-                    fn = call.get("function") if isinstance(call, dict) else None
-                    if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                        n += len(fn["arguments"])
-            fc = msg.get("function_call")
-            if isinstance(fc, dict) and isinstance(fc.get("arguments"), str):
-                n += len(fc["arguments"])
+        for key, value in choice.items():
+            if key == "text":
+                if isinstance(value, str):
+                    n += len(value)
+            elif (key == "delta" or key == "message") and isinstance(value, dict):
+                for f, v in value.items():
+                    if f in _TEXT_FIELD_SET:
+                        if isinstance(v, str):
+                            n += len(v)
+                    elif f == "tool_calls":
+                        if isinstance(v, list):
+                            for call in v:
+                                fn = call.get("function") if isinstance(call, dict) else None
+                                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                                    n += len(fn["arguments"])
+                    elif f == "function_call" and isinstance(v, dict) and isinstance(v.get("arguments"), str):
+                        n += len(v["arguments"])
     return n
 
 
