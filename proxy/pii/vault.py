@@ -26,11 +26,12 @@ def tenant_key(secret: bytes, tenant: str) -> bytes:
 
 
 class Vault:
-    __slots__ = ("_key", "_nonce", "_reserved", "_by_digest", "_entries", "_next", "issued_counts")
+    __slots__ = ("_base", "_reserved", "_by_digest", "_entries", "_next", "issued_counts")
 
     def __init__(self, key: bytes, reserved_text: str = "") -> None:
-        self._key = key
-        self._nonce = os.urandom(16)
+        # HMAC-SHA256 under the tenant key, primed with a fresh nonce once per request;
+        # each MAC below copies this state instead of re-keying.
+        self._base = hmac.new(key, os.urandom(16), hashlib.sha256)
         self._reserved = reserved_text.upper()  # the request's own text: numbers used there are skipped
         self._by_digest: dict[bytes, str] = {}
         self._entries: dict[str, tuple[str, str, bytes]] = {}  # core "EMAIL_ADDRESS_1" -> (entity, value, tag)
@@ -41,7 +42,7 @@ class Vault:
         return len(self._entries)
 
     def _mac(self, *parts: str) -> bytes:
-        m = hmac.new(self._key, self._nonce, hashlib.sha256)
+        m = self._base.copy()
         for p in parts:
             m.update(p.encode("utf-8", "surrogatepass"))
             m.update(b"\x00")
@@ -81,4 +82,4 @@ class Vault:
         self._by_digest.clear()
         self._entries.clear()
         self._reserved = ""
-        self._key = b""
+        self._base = hmac.new(os.urandom(32), digestmod=hashlib.sha256)  # the tenant key is gone too
