@@ -249,6 +249,9 @@ async def main():
     m = Metrics()
     w = AuditWriter(Path(sys.argv[1]), chain, Signer.from_private(key), {}, WriterOptions(queue_size=1000), m)
     await w.start()
+    if sys.argv[5] == "hold":  # report the chain, then wait for the parent: both writers run at once
+        print(w.chain_id, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for i in range(300):
         w.submit(exchange_body(i))
         if i % 25 == 0:
@@ -265,7 +268,7 @@ asyncio.run(main())
 """
 
 
-def _child(tmp_path, signer, log, chain="-", fsize=0):
+def _child(tmp_path, signer, log, chain="-", fsize=0, hold=False):
     import subprocess
     import sys
     from pathlib import Path
@@ -276,17 +279,18 @@ def _child(tmp_path, signer, log, chain="-", fsize=0):
         key.write_bytes(signer.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption()))
     root = Path(__file__).resolve().parents[2]
-    return subprocess.Popen([sys.executable, "-c", _FSIZE_CHILD, str(log), str(key), chain, str(fsize)], cwd=root,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", _FSIZE_CHILD, str(log), str(key), chain, str(fsize),
+                             "hold" if hold else "run"], cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 async def test_two_writer_processes_on_one_host_keep_separate_chains(tmp_path, signer, keyring):
     """L6: two real processes, same directory, default chain id: two chains, both verify."""
     log = tmp_path / "log"
-    procs = [_child(tmp_path, signer, log) for _ in range(2)]
-    outs = [p.communicate(timeout=60)[0].split() for p in procs]
-    assert all(p.returncode == 0 for p in procs)
-    assert outs[0][0] != outs[1][0]
+    procs = [_child(tmp_path, signer, log, hold=True) for _ in range(2)]
+    chains = [p.stdout.readline().strip() for p in procs]  # both started, both hold their chain's lock
+    assert chains[0] != chains[1]
+    outs = [p.communicate("go\n", timeout=60)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and [o[0] for o in outs] == chains
     rep = verify.verify_dir(log, keyring)
     assert rep.status == verify.OK and sorted(c.entries for c in rep.chains) == [301, 301]
 
