@@ -91,6 +91,8 @@ class LeakStage(Stage):
         if state is None:
             return [event]
         flow, editor = state
+        if event.kind == "sse" and isinstance(event.payload, dict):
+            flow.template = event.payload
         t = time.perf_counter()
         try:
             return self._edit(ex, flow, lambda: editor.edit(event), event)
@@ -132,7 +134,7 @@ class LeakStage(Stage):
         newly = flow.take_cut()
         earlier = flow.cut.difference(newly)
         kept: list[Event] = []
-        template = None
+        template = flow.template
         for ev in out:
             payload = ev.payload
             if ev.kind == "body":
@@ -141,7 +143,6 @@ class LeakStage(Stage):
                 kept.append(ev)
                 continue
             if isinstance(payload, dict):
-                template = template or payload
                 had = bool(payload.get("choices"))
                 if drop_choices(payload, earlier, newly):
                     if had and is_empty_chunk(payload):

@@ -254,3 +254,13 @@ async def test_metrics_count_hits():
     ex = await started(chain)
     await stream_through(chain, ex, sse([f"{KEY} and AKIAIOSFODNN7EXAMPLE"]))
     assert s.services.metrics.leak_hits.labels("secret", "redact")._value.get() == 2
+
+
+async def test_replace_found_only_at_the_end_still_ends_with_content_filter():
+    # The key is the last thing in the stream and no [DONE] comes: the end flush finds it.
+    chain = Chain([stage(actions={"secret": "replace"})])
+    ex = await started(chain)
+    out, denied = await stream_through(chain, ex, [Event.sse_json(chat_chunk("ok " + KEY))])
+    assert denied is None and client_text(out) == "ok " + MSG
+    last = out[-1].payload
+    assert last["id"] == "chatcmpl-1" and last["choices"][0]["finish_reason"] == CONTENT_FILTER
