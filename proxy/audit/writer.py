@@ -135,9 +135,10 @@ class AuditWriter:
                     self._fail_count()
             self._final()
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is written (tests, the demo)."""
-        while self._queue and self._task is not None and not self._task.done():
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) until everything queued so far is written (tests, the demo)."""
+        deadline = time.monotonic() + timeout
+        while self._queue and self._task is not None and not self._task.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
         async with self._io:
             pass
@@ -377,9 +378,16 @@ class AuditWriter:
         bodies = []
         for item in batch:
             body = dict(item.body)  # a retry after a failed write starts from the original again
-            content = item.finish(body) if item.finish is not None else None
-            if content is not None and self.subject_keys is not None and body.get("subject") is not None:
-                body["content"] = self.subject_keys.encrypt(body["tenant"], body["subject"], body["request_id"], content)
+            try:
+                content = item.finish(body) if item.finish is not None else None
+                if content is not None and self.subject_keys is not None and body.get("subject") is not None:
+                    body["content"] = self.subject_keys.encrypt(body["tenant"], body["subject"], body["request_id"], content)
+            except OSError:
+                raise  # the disk: retried with the batch
+            except Exception as e:  # a poison record must not stall the chain: keep the facts, flag the gap
+                log.exception("audit: digest/content of request %s failed", body.get("request_id"))
+                body = dict(item.body)
+                body["audit_error"] = type(e).__name__
             bodies.append(body)
         self._append(bodies)
 

@@ -318,3 +318,18 @@ async def test_writer_refuses_to_extend_a_damaged_chain(tmp_path, signer):
     w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions())
     with pytest.raises(SinkCorrupt, match="not JSON"):
         await w.start()
+
+
+async def test_a_poison_record_is_written_with_a_flag_and_does_not_stall(tmp_path, signer, keyring):
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions())
+    await w.start()
+
+    def boom(body):
+        raise ValueError("bad digest input")
+
+    w.submit(exchange_body(0), boom)
+    w.submit(exchange_body(1))
+    await w.stop()
+    entries = [orjson.loads(line) for line in read_lines(chain_file(tmp_path))]
+    assert [e.get("audit_error") for e in entries[1:]] == ["ValueError", None]
+    assert verify.verify_dir(tmp_path, keyring).status == verify.OK
