@@ -131,3 +131,15 @@ async def test_redis_down_is_503_with_retry_after_and_recovers(make_proxy, mock)
                 assert r.status == 200
     finally:
         srv.__exit__(None, None, None)
+
+
+async def test_a_stream_without_provider_usage_is_settled_from_the_counted_output(make_proxy, mock):
+    proxy = make_proxy(pipeline=PIPELINE)
+    c = client(proxy)
+    chunks = await asyncio.to_thread(lambda: list(c.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "count me mock:nousage"}], stream=True)))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text.startswith("Echo: count me")
+    u = await usage(proxy)
+    assert u["budget_usd"]["in_flight"] == 0 and u["interactions"]["used"] == 1
+    assert u["budget_usd"]["spent"] > 0  # prompt count + counted output, never free
