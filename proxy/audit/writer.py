@@ -204,7 +204,7 @@ class AuditWriter:
                 try:
                     async with self._io:
                         await asyncio.to_thread(self._write_batch, batch)
-                except OSError as e:
+                except Exception as e:  # the disk, or a bug: either way unhealthy, retried, never silent
                     self._on_error("write", e)
                     if self._stopping and backoff >= 1.0:
                         log.error("audit sink still unwritable at shutdown: %d records kept in memory only", len(self._queue))
@@ -224,7 +224,7 @@ class AuditWriter:
                 try:
                     async with self._io:
                         await asyncio.to_thread(self._checkpoint)
-                except OSError as e:
+                except Exception as e:
                     self._on_error("checkpoint", e)
 
     def _until_checkpoint(self) -> float | None:
@@ -239,8 +239,8 @@ class AuditWriter:
         return (len(s.period) >= self.opt.checkpoint_every
                 or time.monotonic() - s.last_checkpoint_at >= self.opt.checkpoint_interval_s)
 
-    def _on_error(self, what: str, e: OSError) -> None:
-        log.error("audit sink %s failed: %s", what, e)
+    def _on_error(self, what: str, e: Exception) -> None:
+        log.error("audit sink %s failed: %r", what, e)
         self._fail_count()
         self._set_health(False)
 
