@@ -2,8 +2,9 @@
 
     python -m bench.core            # default run (~2.5 min): 3 interleaved repetitions
     python -m bench.core --quick    # CI smoke (~10 s): 1 short repetition, same rows
-    python -m bench.core --stages pii,leak --stages-from policies/example.yaml
-                                    # adds a "ramparts+pii,leak" row: per-stage cost
+    python -m bench.core --stages pii,leak
+                                    # adds a "ramparts+pii,leak" row: per-stage cost; the entries
+                                    # come from bench/stages.yaml (or --stages-from POLICY_FILE)
 
 Layout on pinned cores (taskset): the proxy under test (pass-through or Ramparts)
 gets one core alone; the mock provider and this process (the load generator) share
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.load import LoadResult, build_request, run_load
+from bench.load import LoadResult, ResponseError, build_request, run_load, smoke
 from proxy.devtoken import mint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,11 +195,15 @@ def verdict(cells: dict[tuple[str, int, str], Cell], modes: list[str], concs: li
 async def measure(args, procs: dict[str, Proc], requests: dict[tuple[str, str], bytes],
                   modes: list[str], concs: list[int], targets: list[str]) -> dict[tuple[str, int, str], Cell]:
     cells = {(m, c, t): Cell() for m in modes for c in concs for t in targets}
-    for t in targets:  # smoke each target once, then warm it up (JIT-free Python still has caches: TLS, pools)
+    for t in targets:  # one checked request per target and mode, then a warm-up (pools, caches, lazy loads)
         for m in modes:
+            try:
+                await smoke("127.0.0.1", procs[t].port, requests[(t, m)], stream=m == "stream")
+            except (ResponseError, asyncio.TimeoutError, OSError) as e:
+                raise SystemExit(f"bench.core: {t} {m} fails: {e}\n{procs[t].log.read_text()[-3000:]}")
             r = await run_load("127.0.0.1", procs[t].port, requests[(t, m)], concurrency=4, duration=args.warmup,
                                warmup=0.0, stream=m == "stream")
-            if r.errors or not r.latencies:
+            if r.errors:
                 raise SystemExit(f"bench.core: {t} {m} fails: {r.first_error}\n{procs[t].log.read_text()[-3000:]}")
     for rep in range(args.reps):
         for m in modes:
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proxy-cpu", type=int, help="core for the proxy under test (default: first allowed core)")
     ap.add_argument("--load-cpu", type=int, help="core for the mock and the load generator (default: second)")
     ap.add_argument("--stages", default="", help="extra stage types for a 'ramparts+...' row, e.g. pii,leak")
-    ap.add_argument("--stages-from", default="policies/example.yaml",
+    ap.add_argument("--stages-from", default="bench/stages.yaml",
                     help="policy (or list) whose pipeline entries --stages takes; its tenant 'acme' settings apply too")
     ap.add_argument("--content", default=USER, help="the user message (keep mock:stream-chunks=20 in it)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with logs and the policy")
@@ -258,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="ramparts-bench-"))
     env = {**os.environ, "RAMPARTS_BENCH_JWT_SECRET": SECRET, "RAMPARTS_BENCH_PROVIDER_KEY": "sk-bench-provider-key",
+           "RAMPARTS_BENCH_STAGE_SECRET": os.urandom(32).hex(),  # for stage entries that need one (pii)
            "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     procs: dict[str, Proc] = {}
     targets = ["direct", "passthrough", "ramparts"]

@@ -139,6 +139,18 @@ def check_response(status: int, body: bytes, stream: bool) -> None:
         raise ResponseError(f"not a JSON body: {body[:200]!r}")
 
 
+async def smoke(host: str, port: int, request: bytes, *, stream: bool, timeout: float = 120.0) -> None:
+    """One request that must succeed (raises ResponseError otherwise): a slow first call (model
+    loading, cold caches) is waited for, not counted."""
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(_Connection, host, port)
+    try:
+        status, body = await conn.request(request, timeout)
+        check_response(status, body, stream)
+    finally:
+        conn.transport.close()
+
+
 async def run_load(host: str, port: int, request: bytes, *, concurrency: int, duration: float, warmup: float,
                    stream: bool, timeout: float = 30.0) -> LoadResult:
     """`concurrency` workers for warmup + duration seconds; only the last `duration` seconds count."""
