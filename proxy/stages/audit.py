@@ -74,6 +74,9 @@ class AuditStage(Stage):
         self.dir = Path(config.dir) if config.dir else Path(services.data_dir) / "audit"
         if not self.dir.is_absolute() and config.dir:
             self.dir = policy.base_dir / self.dir
+        unknown = sorted(set(config.tenant_keys) - set(policy.tenants))
+        if unknown:  # a typo here would quietly sign that tenant's records with the writer key
+            raise ValueError(f"audit.tenant_keys names unknown tenant(s): {', '.join(unknown)}")
         self._keep = config.retain_content
         self._provider_keys = tuple(k for k in policy.provider_keys.values() if k)
         self._options = WriterOptions(

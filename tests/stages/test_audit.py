@@ -269,6 +269,12 @@ def test_config_rules():
         AuditStage.Config.model_validate({"type": "audit", "signing_key": "literal-secret"})
 
 
+def test_tenant_keys_must_name_known_tenants(tmp_path):
+    with pytest.raises(ValueError, match="acm"):
+        make_stage(AuditStage, {"type": "audit", "tenant_keys": {"acm": {"from_env": "X"}}}, make_policy(),
+                   make_services(tmp_path))
+
+
 async def test_missing_key_refuses_to_start(tmp_path):
     stage = make_stage(AuditStage, {"type": "audit", "signing_key": {"from_env": "RAMPARTS_TEST_UNSET_KEY"}},
                        make_policy(), make_services(tmp_path))
