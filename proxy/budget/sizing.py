@@ -66,11 +66,18 @@ def prompt_parts(route: str, body: dict[str, Any]) -> tuple[list[str], int]:
     return texts, fixed
 
 
-def size_request(route: str, body: dict[str, Any], plan: PlanRule, price: Price) -> Sizing | Refusal:
+def size_request(route: str, body: dict[str, Any], plan: PlanRule, price: Price,
+                 chat_field: str = "max_tokens") -> Sizing | Refusal:
+    """`chat_field`: the key to write when a chat request names neither (o-series models want max_completion_tokens)."""
     interactions = interactions_of(route, body)
     if route == "embeddings":
         return Sizing(0, 1, None, None, False, interactions)
-    field = "max_completion_tokens" if route == "chat" and "max_completion_tokens" in body else "max_tokens"
+    if route != "chat":
+        field = "max_tokens"
+    elif "max_completion_tokens" in body or ("max_tokens" not in body and chat_field == "max_completion_tokens"):
+        field = "max_completion_tokens"
+    else:
+        field = "max_tokens"
     asked = body.get(field)
     asked = asked if isinstance(asked, int) and not isinstance(asked, bool) else None
     n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1

@@ -61,6 +61,7 @@ class BudgetConfig(StageConfig):
     notice: str = Field("Heads-up: your {plan} plan has used {percent}% of this month's {what}; it resets on {reset}.",
                         max_length=1000)
     min_output_tokens: int = Field(16, ge=1)  # refuse when the budget cannot pay even this many
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"  # chat key written when the client sent neither
     cut_slack_tokens: int = Field(16, ge=0)  # counted output above the reserve before a stream is cut
 
     @field_validator("store")
@@ -158,7 +159,7 @@ class BudgetStage(Stage):
         price = self.prices.get(ex.model)
         if price is None:  # never free: a model without a price is refused
             return self._refuse(Refusal(403, "model_unpriced", f"model {ex.model!r} has no price in the policy; refused"))
-        sizing = size_request(ex.route, ex.body, plan, price)
+        sizing = size_request(ex.route, ex.body, plan, price, self.config.max_tokens_field)
         if isinstance(sizing, Refusal):
             return self._refuse(sizing)
         prompt_tokens = await self._count_prompt(ex.route, ex.body, price.encoding)

@@ -29,6 +29,12 @@ def test_chat_sizing(body, max_tokens, n, field, clamped):
     assert (s.max_tokens, s.n, s.field, s.clamped) == (max_tokens, n, field, clamped)
 
 
+def test_the_chat_field_written_when_the_client_named_none():
+    assert size_request("chat", {"messages": []}, P, MINI, "max_completion_tokens").field == "max_completion_tokens"
+    assert size_request("chat", {"max_tokens": 5}, P, MINI, "max_completion_tokens").field == "max_tokens"
+    assert size_request("completions", {"prompt": "x"}, P, MINI, "max_completion_tokens").field == "max_tokens"
+
+
 def test_model_max_output_caps_below_the_plan():
     assert size_request("chat", {"messages": []}, P, PRICES.get("small-out")).max_tokens == 500
 
