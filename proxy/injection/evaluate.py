@@ -58,7 +58,8 @@ def evaluate(rows: list[Row], scorer: Scorer, bands: Bands) -> tuple[dict, list[
     return result, scores
 
 
-def print_report(result: dict, rows: list[Row], scores: list[float], out=sys.stdout) -> None:
+def print_report(result: dict, rows: list[Row], scores: list[float], out=None) -> None:
+    out = out or sys.stdout
     for name, b in result["bands"].items():
         print(f"band {name} (score >= {b['threshold']}):  TPR {b['tpr']}  FPR {b['fpr']}", file=out)
         for st, v in b["tpr_by_subtype"].items():

@@ -11,6 +11,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import re2
+
 # Zero-width and invisible format characters. U+200D (ZWJ) is left alone: emoji
 # sequences use it legitimately, and it is stripped without being a signal.
 _ZERO_WIDTH = "\u200b\u200c\u2060\u2061\u2062\u2063\u2064\u180e\u00ad"
@@ -46,8 +48,8 @@ _SPACED_SEP = re.compile(r"[ ._\-*]")
 _LEET_WORD = re.compile(r"\b(?=[A-Za-z0-9@$]*[A-Za-z])(?=[A-Za-z0-9@$]*[0-9@$])[A-Za-z0-9@$]{3,}\b")
 _LEET_TABLE = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 # Cheap pre-checks: the full rewrites run only when their pattern can occur.
-_SPACED_HINT = re.compile(r"(?:^|[ ._*-])[a-z][ ._*-][a-z][ ._*-][a-z](?:[ ._*-]|$)")
-_LEET_HINT = re.compile(r"[a-z][0-9@$]|[0-9@$][a-z]")
+_SPACED_HINT = re2.compile(r"(?:^|[ ._*-])[a-z][ ._*-][a-z][ ._*-][a-z](?:[ ._*-]|$)")
+_LEET_HINT = re2.compile(r"[a-z][0-9@$]|[0-9@$][a-z]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """Weighted patterns of known injection moves.
 
-Each rule is a name, a weight in (0, 1) and a compiled regex run over the folded,
-lowercased text (see fold.py). A rule counts once however often it matches.
+Each rule is a name, a weight in (0, 1) and an RE2 pattern run over the folded,
+lowercased text (see fold.py). A rule counts once however often it matches. All
+rules run as one RE2 set: a single linear-time pass, no catastrophic backtracking
+on hostile input.
 Weights are probabilities that combine by noisy-OR with the classifier's (scorer.py):
 one strong move ("ignore previous instructions") flags on its own, two moves block.
 The weights were set by hand and checked on the dev data's benign rows (bench/).
@@ -16,26 +18,21 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-import re
 from dataclasses import dataclass
+
+import re2
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     name: str
     weight: float
-    pattern: re.Pattern[str]
+    pattern: str  # RE2 syntax, run over lowercased text
     instruction: bool = False  # also looked for inside decoded payloads
-    # Substrings one of which every match contains: a C-speed `in` test decides whether
-    # the (slower) regex runs at all, which keeps ordinary text cheap.
-    gate: tuple[str, ...] = ()
-
-    def search(self, text: str) -> bool:
-        return any(g in text for g in self.gate) and self.pattern.search(text) is not None
 
 
-def _r(name: str, weight: float, pattern: str, instruction: bool = False, gate: tuple[str, ...] = ()) -> Rule:
-    return Rule(name, weight, re.compile(pattern), instruction, gate)
+def _r(name: str, weight: float, pattern: str, instruction: bool = False) -> Rule:
+    return Rule(name, weight, pattern, instruction)
 
 
 _VERB_IGNORE = r"(?:ignore|disregard|forget|skip|override|overwrite|bypass|neglect|abandon|drop|delete|erase|discard|cancel)"
@@ -45,112 +42,127 @@ _ORDERS = r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?
 RULES: tuple[Rule, ...] = (
     _r("ignore_previous", 0.80,
        rf"\b{_VERB_IGNORE}\b(?: (?:about|all|of|the|your|my|any|these|those|what|everything|you were|you've been|you have been|i|we|said|told|given|before|earlier|above|previously|and|that|this|were|was|to|do|me)){{0,5}} (?:{_OLD} ){{0,3}}{_ORDERS}\b",
-       instruction=True,
-       gate=("ignor", "disregard", "forget", "skip", "overrid", "overwrit", "bypass", "neglect", "abandon", "drop", "delet", "erase", "discard", "cancel")),
+       instruction=True),
     _r("ignore_above", 0.55,
        r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|before|previous(?:ly)?|prior|said|written)\b",
-       instruction=True,
-       gate=("ignor", "disregard", "forget")),
+       instruction=True),
     _r("new_instructions", 0.40,
        r"\b(?:new|updated|real|actual|true|revised|secret|hidden|additional) (?:instructions?|system prompt|rules|directives?|orders|task)\b(?:\s*(?::|are|is|follow))"
        r"|\bfrom now on,? (?:you|your|respond|answer|reply|only|always|never|act|ignore)",
-       instruction=True,
-       gate=("instruction", "prompt", "rule", "directive", "order", "task", "from now on")),
+       instruction=True),
     _r("you_are_now", 0.45,
        r"\byou are (?:now|no longer)\b|\bfrom now on,? you (?:are|will be|shall be)\b|\byou(?:'ll| will) now (?:act|behave|respond|be)\b|\byour new (?:role|name|identity|persona|purpose) is\b",
-       instruction=True,
-       gate=("you are", "from now", "you'll now", "you will now", "your new")),
+       instruction=True),
     _r("reveal_prompt", 0.70,
        r"\b(?:reveal|print|show|repeat|output|display|tell|give|dump|leak|write out|spell out|disclose|expose|share|return|recite|list|provide|summari[sz]e)(?: me| us)? (?:\w+ ){0,4}?"
        r"(?:your|the|my|its|this|initial|original|hidden|secret) (?:\w+ ){0,2}?(?:system prompt|system message|initial prompt|pre-?prompt|hidden prompt|instructions you (?:were|have been) given|(?:secret |hidden )?password|passcode|access code|secret key|prompt above|instructions above|text above|developer message|configuration prompt)\b",
-       instruction=True,
-       gate=("prompt", "message", "instructions", "password", "passcode", "code", "key", "above")),
+       instruction=True),
     _r("prompt_probe", 0.45,
        r"\bwhat (?:is|are|was|were) (?:your|the) (?:system prompt|initial instructions|original instructions|hidden instructions|secret password|password)\b"
        r"|\b(?:beginning|start) of (?:the|this|your) (?:conversation|prompt|system prompt)\b",
-       instruction=True,
-       gate=("what ", "beginning of", "start of")),
+       instruction=True),
     _r("jailbreak_persona", 0.60,
        r"\bdo anything now\b|\bdan mode\b|\bdeveloper mode (?:enabled|on|activated)\b|\benable developer mode\b|\bjailbr(?:oken|eak mode)\b|\bgod ?mode\b"
        r"|\b(?:aim|stan|dude|evil ?bot|anti-?gpt|betterdan|maximum)\b[^.\n]{0,60}\b(?:unfiltered|amoral|no (?:rules|restrictions|filters|ethic))"
        r"|\bstay in character\b|\bcharacter break\b",
-       instruction=True,
-       gate=("anything now", "dan mode", "developer mode", "jailbr", "god mode", "godmode", "unfiltered", "amoral", "no rules", "no restrictions", "no filters", "no ethic", "character")),
+       instruction=True),
     _r("no_restrictions", 0.45,
        r"\b(?:without|free (?:of|from)|no|ignore (?:all |any |your )?|bypass (?:all |any |your )?)(?:any )?(?:ethical|moral|safety|content|openai'?s?|usage|legal)? ?(?:restrictions|limitations|filters|guidelines|censorship|safeguards|boundaries|constraints|policies)\b"
        r"[^.\n]{0,80}\b(?:answer|respond|reply|anything|everything|any question|any request)\b"
        r"|\b(?:unfiltered|uncensored|amoral|unrestricted) (?:ai|assistant|model|chatbot|response|mode|version)\b",
-       instruction=True,
-       gate=("restriction", "limitation", "filter", "guideline", "censor", "safeguard", "boundar", "constraint", "polic", "unfiltered", "uncensored", "amoral", "unrestricted")),
+       instruction=True),
     _r("fake_role_marker", 0.60,
        r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id)\|>|\[/?inst\]|<</?sys>>|\[/?system\]"
        r"|<\s*/?\s*(?:system|assistant|developer|instructions?|sys)\s*>|(?:^|\n)\s*#{2,}\s*(?:system|instruction|new instruction|admin)s?\b"
-       r"|(?:^|\n)\s*(?:system|assistant)\s*:\s*\S",
-       gate=("<|", "inst]", "<<", "sys]", "system]", "<", "##", "system", "assistant")),
+       r"|(?:^|\n)\s*(?:system|assistant)\s*:\s*\S"),
     _r("delimiter_break", 0.35,
-       r"\b(?:end|close) of (?:the )?(?:user |system |previous |original )?(?:input|instructions|prompt|document|context|message|text|data)\b"
-       r"|(?:={3,}|-{3,}|%{3,}|\*{3,}|#{3,})\s*(?:end|begin|start|new|system|admin|important|override)\b"
-       r"|\b(?:end|begin|start) (?:of )?(?:untrusted|user) (?:input|content|data)\b",
-       gate=("end of", "close of", "===", "---", "%%%", "***", "###", "begin", "start")),
+       r"(?:^|\n|[=\-#*%\[<(]{2,})\s*(?:end|close) of (?:the )?(?:user |system |previous |original )?(?:input|instructions|prompt|document|context|message|text|data)\b"
+       r"|(?:={3,}|-{3,}|%{3,}|\*{3,}|#{3,})\s*(?:end|begin|start) (?:of )?(?:the )?(?:system|user|instructions?|prompt|input|context|conversation)\b"
+       r"|(?:={3,}|-{3,}|%{3,}|\*{3,}|#{3,})\s*(?:system|admin|override)\b"
+       r"|\b(?:end|begin|start) (?:of )?(?:untrusted|user) (?:input|content|data)\b"),
     _r("addressed_to_model", 0.45,
        r"\b(?:note|message|instruction|attention|important) (?:to|for) (?:the )?(?:ai|assistant|llm|language model|chatbot|model|bot|gpt|agent)\b"
        r"|\b(?:dear|hey|hi|attention) (?:ai|assistant|chatgpt|gpt|llm|language model|chatbot|agent)\b"
        r"|\b(?:if|when) you(?:'re| are)? (?:an? )?(?:ai|llm|language model|assistant|chatbot|agent)\b"
        r"|\b(?:ai|assistant|llm|language model|model|agent)s? (?:reading|processing|summari[sz]ing|parsing) (?:this|these)\b",
-       instruction=True,
-       gate=(" ai", "assistant", "llm", "model", "chatbot", "gpt", "agent", " bot")),
+       instruction=True),
     _r("response_hijack", 0.35,
        r"\b(?:in|to|into|within|at the (?:end|beginning|start) of) your (?:response|reply|answer|output|summary)s?\b[^.\n]{0,60}\b(?:include|add|insert|mention|append|write|say|state|recommend|encourag|link|tell)"
        r"|\b(?:include|add|insert|append|integrate|embed|incorporate) (?:a|an|the|this|these|following)? ?(?:\w+ ){0,3}(?:in|into|to|at the end of) (?:your|the) (?:response|reply|answer|output|summary)\b"
        r"|\b(?:begin|start|prefix|end) (?:your|the|each) (?:response|reply|answer|output) with\b"
-       r"|\b(?:respond|reply|answer) (?:only |just )?with (?:only |just )?(?:the (?:word|phrase|text|string) )?[\"'\u201c\[]",
-       instruction=True,
-       gate=("your", "with")),
+       r"|\b(?:respond|reply|answer) (?:only |just )?with (?:only |just )?(?:the (?:word|phrase|text|string) )?[\"'“\[]",
+       instruction=True),
     _r("exfiltration", 0.55,
-       r"!\[[^\]]{0,100}\]\(\s*https?://[^)\s]{0,300}[?&][^)\s]{0,300}="
-       r"|\b(?:send|post|forward|upload|transmit|exfiltrate|email) (?:\w+ ){0,5}(?:to|at) (?:https?://|[\w.+-]+@[\w-]+\.)"
-       r"|\b(?:visit|click|go to|open|fetch|download from) (?:this |the following )?(?:link|url|website|site)?:? ?https?://",
-       instruction=True,
-       gate=("](", "http", "@")),
+       # a markdown image whose query carries a placeholder or conversation data (README badges
+       # also have queries: ?branch=main, ?style=flat; those are not flagged)
+       r"!\[[^\]]{0,100}\]\(\s*https?://[^)\s]{0,300}[?&][^)\s=]{0,40}=[^)\s]{0,40}(?:\{|\[|<|\$|%7b|data|secret|conversation|password|history|summary|chat|prompt|token|info)"
+       r"|\b(?:send|post|forward|upload|transmit|exfiltrate|leak|copy) (?:the |this |all |all the |your |their |our |the user'?s? |my )?(?:\w+ )?"
+       r"(?:conversation|chat|data|history|messages?|emails?|passwords?|credentials|api keys?|secrets?|tokens?|personal (?:data|details|information)|information|contents?|summary|prompt)"
+       r"(?: \w+){0,3} (?:to|at) (?:https?://|[\w.+-]+@[\w-]+\.)",
+       instruction=True),
     _r("authority_claim", 0.35,
        r"\b(?:i am|i'm|this is) (?:your|the|an?) (?:developer|creator|administrator|admin|system administrator|owner|openai|anthropic|operator)\b"
        r"|\b(?:admin|sudo|root|maintenance|debug|god|override) (?:mode|access|override|command|privileges?)\b"
        r"|\bauthori[sz]ation (?:code|level|override)\b",
-       instruction=True,
-       gate=("i am", "i'm", "this is", " mode", "access", "override", "command", "privilege", "authori")),
+       instruction=True),
     _r("forced_output", 0.30,
-       r"\b(?:say|print|output|write|type|reply|respond|answer) (?:only |just |exactly |simply )?(?:the (?:words?|phrase|text|string) )?[\"'\u201c\[][^\"'\u201d\]\n]{1,40}[\"'\u201d\]](?: and nothing else| only| exactly|\.? nothing else)"
+       r"\b(?:say|print|output|write|type|reply|respond|answer) (?:only |just |exactly |simply )?(?:the (?:words?|phrase|text|string) )?[\"'“\[][^\"'”\]\n]{1,40}[\"'”\]](?: and nothing else| only| exactly|\.? nothing else)"
        r"|\baccess granted\b",
-       instruction=True,
-       gate=("\"", "'", "\u201c", "[", "access granted")),
+       instruction=True),
     _r("hypothetical_frame", 0.30,
        r"\b(?:for (?:purely )?(?:educational|research|academic|fictional|hypothetical) purposes?(?: only)?)\b[^\n]{0,200}\b(?:how to|step[- ]by[- ]step|instructions|detailed)"
        r"|\b(?:sure,? here (?:is|are)|sure thing,? here)\b"
-       r"|\bhypothetically(?: speaking)?,? (?:how|what|if you)\b[^.\n]{0,80}\b(?:make|build|hack|steal|kill|synthesi[sz]e|bypass|cheat|weapon|bomb|drug)",
-       gate=("purpose", "sure", "hypothetical")),
+       r"|\bhypothetically(?: speaking)?,? (?:how|what|if you)\b[^.\n]{0,80}\b(?:make|build|hack|steal|kill|synthesi[sz]e|bypass|cheat|weapon|bomb|drug)"),
 )
 
-_INSTRUCTION_RULES = tuple(r for r in RULES if r.instruction)
-_B64_RUN = re.compile(r"(?:[A-Za-z0-9+/]{4}){6,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-_HEX_RUN = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){16,}\b")
-_DECODE_ASK = re.compile(r"\b(?:decode|decrypt|decipher|base ?64|rot ?13|caesar|translate (?:this|the following) from)\b")
-_TOKEN_FLOOD = re.compile(r"(\S{1,8})(?:\s+\1){40,}")
+
+class RuleSet:
+    """All rules compiled into one RE2 set: one linear-time pass over the text finds
+    every rule that matches (no backtracking, no per-rule rescans)."""
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self._set = re2.Set.SearchSet()
+        for r in rules:
+            self._set.Add(r.pattern)
+        self._set.Compile()
+
+    def matching(self, text: str) -> list[Rule]:
+        hits = self._set.Match(text)
+        return [self.rules[i] for i in hits] if hits else []
+
+
+ALL = RuleSet(RULES)
+INSTRUCTIONS = RuleSet(tuple(r for r in RULES if r.instruction))
+
+_B64_RUN = re2.compile(r"(?:[A-Za-z0-9+/]{4}){6,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_HEX_RUN = re2.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){16,}\b")
+_DECODE_ASK = re2.compile(r"\b(?:decode|decrypt|decipher|base ?64|rot ?13|caesar|translate (?:this|the following) from)\b")
+# Common English words after rot13 ("the", "and", "you", "ignore", ...): the rot13 pass runs
+# only when the text contains one, so ordinary text pays one substring scan, not a rule pass.
+_ROT13_HINTS = (" gur ", " naq ", " lbh ", "vtaber", "cerivbhf", "vafgehpgvba", "flfgrz", "cebzcg", "qvfertneq", "cnffjbeq")
+_FLOOD_RUN = 40  # the same short token this many times in a row (Tensor Trust-style padding)
 _MAX_DECODED = 4  # decode at most this many runs per text: bounded work
 _B64_WEIGHT = 0.75
 _ROT13_WEIGHT = 0.75
 _HEX_WEIGHT = 0.6
 _DECODE_ASK_WEIGHT = 0.25
 _FLOOD_WEIGHT = 0.35
+# An instruction aimed at the model inside a document-shaped text (an email, a table,
+# code, a page of lines) is the shape of indirect injection; the same words in a
+# request written as prose are usually the user's own wish ("in your answer, include examples").
+_EMBEDDED_RULES = frozenset({"response_hijack", "addressed_to_model", "exfiltration", "forced_output", "new_instructions", "you_are_now"})
+_EMBEDDED_MIN_CHARS = 400
+_EMBEDDED_WEIGHT = 0.45
+# "Looks like data, not like a request": a table, mail headers, code, or many short lines.
+_DOCUMENT_SHAPE = re2.compile(r"(?:\|[^\n]*){3,}\n(?:[^\n]*\|){3,}|(?:^|\n)(?:subject|from|to|date|received date|email_from|cc)\s*:|```|(?:^|\n)\s*(?:def |class |import |function |#include|public |return )|[;{}]\s*\n")
+_DOCUMENT_MIN_LINES = 8
 TRICK_WEIGHTS = {"zero_width": 0.35, "bidi_override": 0.5, "tag_chars": 0.8, "homoglyph": 0.45}
 
 # Every signal name this module can emit (tests and docs enumerate them).
 SIGNAL_NAMES = tuple(r.name for r in RULES) + (
-    "base64_instruction", "rot13_instruction", "hex_instruction", "decode_request", "token_flood",
+    "base64_instruction", "rot13_instruction", "hex_instruction", "decode_request", "token_flood", "embedded_instruction",
 ) + tuple(TRICK_WEIGHTS)
-
-
-def _instruction_hits(text: str) -> bool:
-    return any(r.search(text) for r in _INSTRUCTION_RULES)
 
 
 def _printable(raw: bytes) -> str | None:
@@ -163,37 +175,53 @@ def _printable(raw: bytes) -> str | None:
     return s.lower()
 
 
+def _flooded(plain: str) -> bool:
+    words = plain.split()
+    if len(words) < _FLOOD_RUN:
+        return False
+    run = 1
+    for a, b in zip(words, words[1:]):
+        run = run + 1 if a == b and len(a) <= 8 else 1
+        if run >= _FLOOD_RUN:
+            return True
+    return False
+
+
 def signals(plain: str, original: str) -> dict[str, float]:
     """Rule name -> weight for every rule that fires. `plain` is Folded.plain,
     `original` the unlowered folded text (base64 is case-sensitive)."""
-    found = {r.name: r.weight for r in RULES if r.search(plain)}
-    if _TOKEN_FLOOD.search(plain):
+    found = {r.name: r.weight for r in ALL.matching(plain)}
+    if (len(plain) >= _EMBEDDED_MIN_CHARS and not _EMBEDDED_RULES.isdisjoint(found)
+            and (plain.count("\n") >= _DOCUMENT_MIN_LINES or _DOCUMENT_SHAPE.search(plain))):
+        found["embedded_instruction"] = _EMBEDDED_WEIGHT
+    if _flooded(plain):
         found["token_flood"] = _FLOOD_WEIGHT
-    decoded = 0
-    for m in _B64_RUN.finditer(original):
-        if decoded >= _MAX_DECODED:
-            break
-        decoded += 1
-        run = m.group()
-        try:
-            s = _printable(base64.b64decode(run + "=" * (-len(run) % 4), validate=True))
-        except (binascii.Error, ValueError):
-            continue
-        if s and _instruction_hits(s):
-            found["base64_instruction"] = _B64_WEIGHT
-            break
-    for m in _HEX_RUN.finditer(original):
-        try:
-            s = _printable(bytes.fromhex(re.sub(r"[ :]", "", m.group())))
-        except ValueError:
-            continue
-        if s and _instruction_hits(s):
-            found["hex_instruction"] = _HEX_WEIGHT
-        break
-    # rot13 of plain text never matches the English rules by chance; of a rot13'd
-    # instruction it does. Only tried when the text has few rule hits already.
-    if "rot13_instruction" not in found and _instruction_hits(codecs.encode(plain, "rot13")):
+    if len(original) >= 24:
+        decoded = 0
+        for m in _B64_RUN.finditer(original):
+            if decoded >= _MAX_DECODED:
+                break
+            decoded += 1
+            run = m.group()
+            try:
+                s = _printable(base64.b64decode(run + "=" * (-len(run) % 4), validate=True))
+            except (binascii.Error, ValueError):
+                continue
+            if s and INSTRUCTIONS.matching(s):
+                found["base64_instruction"] = _B64_WEIGHT
+                break
+        m = _HEX_RUN.search(original)
+        if m:
+            try:
+                s = _printable(bytes.fromhex(m.group().replace(" ", "").replace(":", "")))
+            except ValueError:
+                s = None
+            if s and INSTRUCTIONS.matching(s):
+                found["hex_instruction"] = _HEX_WEIGHT
+    # rot13 of plain English never matches the rules by chance; of a rot13'd instruction it does.
+    if any(h in plain for h in _ROT13_HINTS) and INSTRUCTIONS.matching(codecs.encode(plain, "rot13")):
         found["rot13_instruction"] = _ROT13_WEIGHT
-    if _DECODE_ASK.search(plain) and (_B64_RUN.search(original) or "rot13" in plain or "rot 13" in plain):
+    if ("rot" in plain or "64" in plain or "dec" in plain or "caesar" in plain) and _DECODE_ASK.search(plain) and (
+            "rot13" in plain or "rot 13" in plain or _B64_RUN.search(original)):
         found["decode_request"] = _DECODE_ASK_WEIGHT
     return found

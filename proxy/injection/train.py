@@ -27,10 +27,12 @@ from proxy.injection.corpus import Row, embed_attacks, handwritten, is_held_out,
 from proxy.injection.feature import DIM, indices
 from proxy.injection.fold import fold
 
-WINDOW = 1500
+WINDOW = 2048  # a 2 KB message is one window
 C = 4.0
 FOLDS = 3
 FPR_TARGET = 0.005
+# Our hand-written rows are few but aimed at the gaps (long prose, role-play that is benign).
+HANDWRITTEN_WEIGHT = 2.0
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -63,15 +65,18 @@ def build_rows(data: Path, seed: int) -> tuple[list[Row], dict[str, int]]:
 
 
 def matrix(samples: list[tuple[str, int]]):
+    """Sparse feature matrix of (text, label) windows, valued as Classifier._logit reads them."""
+    return _stack([indices(text) for text, _ in samples])
+
+
+def _stack(rows_idx: list[np.ndarray]):
     from scipy.sparse import csr_matrix
 
-    ind, ptr, data = [], [0], []
-    for text, _ in samples:
-        idx = indices(text)
-        ind.append(idx)
-        data.append(np.full(len(idx), 1.0 / np.sqrt(max(1, len(idx))), dtype=np.float32))
-        ptr.append(ptr[-1] + len(idx))
-    return csr_matrix((np.concatenate(data), np.concatenate(ind), np.array(ptr)), shape=(len(samples), DIM))
+    ptr = np.zeros(len(rows_idx) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(i) for i in rows_idx])
+    data = np.concatenate([np.full(len(i), 1.0 / np.sqrt(max(1, len(i))), dtype=np.float32) for i in rows_idx])
+    X = csr_matrix((data, np.concatenate(rows_idx), ptr), shape=(len(rows_idx), DIM))
+    return X
 
 
 def _is_extra(row: Row) -> bool:
@@ -85,21 +90,36 @@ def fit(rows: list[Row], seed: int) -> tuple[np.ndarray, float, float]:
     where about FPR_TARGET of unseen benign text would."""
     from sklearn.linear_model import LogisticRegression
 
-    def train(sel: list[Row]):
-        samples = [w for r in sel for w in windows_of(r)]
-        clf = LogisticRegression(C=C, solver="liblinear", class_weight="balanced", max_iter=300, random_state=seed)
-        return clf.fit(matrix(samples), np.array([label for _, label in samples]))
+    # Featurise every window once; folds and the final fit select rows of it.
+    owner, labels, weight, feats = [], [], [], []
+    for n, r in enumerate(rows):
+        for text, label in windows_of(r):
+            owner.append(n)
+            labels.append(label)
+            weight.append(HANDWRITTEN_WEIGHT if r.source == "ramparts-handwritten" else 1.0)
+            feats.append(indices(text))
+    X = _stack(feats)
+    owner_a, y, w = np.array(owner), np.array(labels), np.array(weight)
 
-    rng = np.random.default_rng(seed)
-    fold_of = rng.integers(0, FOLDS, size=len(rows))
+    def train(mask: np.ndarray):
+        clf = LogisticRegression(C=C, solver="liblinear", class_weight="balanced", max_iter=300, random_state=seed)
+        return clf.fit(X[mask], y[mask], sample_weight=w[mask])
+
+    fold_of = np.random.default_rng(seed).integers(0, FOLDS, size=len(rows))
+    calib = np.array([not _is_extra(r) and r.label == 0 for r in rows])
     benign_logits: list[float] = []
     for k in range(FOLDS):
-        held = [r for r, f in zip(rows, fold_of) if f == k and not _is_extra(r) and r.label == 0]
-        clf = train([r for r, f in zip(rows, fold_of) if f != k or _is_extra(r)])
-        for r in held:  # a row's logit is its highest window's, as in Classifier.logit_of
-            benign_logits.append(float(clf.decision_function(matrix(windows_of(r))).max()))
+        held_rows = (fold_of == k) & calib
+        clf = train(~held_rows[owner_a])
+        sel = held_rows[owner_a]
+        logits = clf.decision_function(X[sel])
+        # a row's logit is its highest window's, as in Classifier.logit_of
+        per_row: dict[int, float] = {}
+        for o, z in zip(owner_a[sel], logits):
+            per_row[o] = max(per_row.get(o, -np.inf), float(z))
+        benign_logits.extend(per_row.values())
     offset = float(np.quantile(benign_logits, 1 - FPR_TARGET))
-    clf = train(rows)
+    clf = train(np.ones(len(y), dtype=bool))
     return clf.coef_[0].astype(np.float32), float(clf.intercept_[0]), offset
 
 
