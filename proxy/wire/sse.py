@@ -33,13 +33,47 @@ class SSEDecoder:
         self._lf_only = True  # no CR seen yet: events end in exactly b"\n\n"
 
     def feed(self, chunk: bytes) -> list[Event]:
-        old_len = len(self._buf)
-        self._buf += chunk
         if self._lf_only and b"\r" in chunk:
             self._lf_only = False
+        if self._lf_only and self._event_start == len(self._buf) and not self._fields:
+            return self._whole_events(chunk)  # the usual read: nothing pending before this chunk
+        old_len = len(self._buf)
+        self._buf += chunk
         if self._lf_only and not self._fields and self._scan == self._event_start:
             return self._scan_events(old_len)
         return self._scan_lines(final=False)
+
+    def _whole_events(self, chunk: bytes) -> list[Event]:
+        """LF-only chunk with nothing pending before it: one split, no buffer copies; only an
+        unfinished last event is buffered. Same events, raw bytes and limits as the other paths
+        (blank lines between events dispatch nothing)."""
+        parts = chunk.split(b"\n\n")
+        tail = parts.pop().lstrip(b"\n")
+        events: list[Event] = []
+        for piece in parts:
+            if piece[:1] == b"\n":
+                piece = piece.lstrip(b"\n")
+            if not piece:
+                continue
+            raw = piece + b"\n\n"
+            if piece[:6] == b"data: " and piece.find(b"\n", 6) < 0:  # one data line: most events
+                events.append(Event(kind="sse", data=piece[6:].decode("utf-8", "replace"), raw=raw))
+            else:
+                self._fields = [_split_field(line) for line in piece.split(b"\n")]
+                ev = self._dispatch(raw)
+                if ev is not None:
+                    events.append(ev)
+        buf = self._buf
+        buf.clear()
+        self._scan = self._event_start = 0
+        if tail:
+            buf += tail
+            line_start = tail.rfind(b"\n") + 1  # the unfinished line
+            if len(tail) - line_start > self._max_line:
+                raise SSEError(f"SSE line longer than {self._max_line} bytes")
+            if line_start > self._max_event:
+                raise SSEError(f"SSE event larger than {self._max_event} bytes")
+        return events
 
     def _scan_events(self, old_len: int) -> list[Event]:
         """Fast path for LF-only streams (what providers send): split whole events at b"\n\n"
