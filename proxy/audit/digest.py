@@ -58,19 +58,37 @@ class ResponseDigest:
         self.tool_names: list[str] = []  # functions the model called, in order (names, not arguments)
 
     def feed(self, payload: Any) -> None:
+        # Fast path for the chunk shape that makes up nearly every stream: one choice whose delta
+        # holds only content (role and null fields aside). Anything else takes wire.openai's
+        # general walk; tests/audit/test_digest.py checks both give the same digest.
+        choices = payload.get("choices") if type(payload) is dict else None
+        if type(choices) is list and len(choices) == 1:
+            choice = choices[0]
+            delta = choice.get("delta") if type(choice) is dict else None
+            if type(delta) is dict and "text" not in choice and "message" not in choice \
+                    and all(v is None or k == "content" or k == "role" for k, v in delta.items()):
+                text = delta.get("content")
+                if type(text) is str and text:
+                    idx = choice.get("index", 0)
+                    self._add("%d:content:-1" % (idx if type(idx) is int else 0), text)
+                return
+        self.feed_general(payload)
+
+    def feed_general(self, payload: Any) -> None:
         self._tool_names(payload)
         for slot in response_slots(payload):
             text = get_at(payload, slot.path)
-            if not text:
-                continue
-            key = "%d:%s:%d" % slot.key
-            entry = self._slots.get(key)
-            if entry is None:
-                entry = self._slots[key] = [hashlib.sha256(), [] if self._keep else None]
-            entry[0].update(text.encode("utf-8", "surrogatepass"))
-            if entry[1] is not None:
-                entry[1].append(text)
-            self.chars += len(text)
+            if text:
+                self._add("%d:%s:%d" % slot.key, text)
+
+    def _add(self, key: str, text: str) -> None:
+        entry = self._slots.get(key)
+        if entry is None:
+            entry = self._slots[key] = [hashlib.sha256(), [] if self._keep else None]
+        entry[0].update(text.encode("utf-8", "surrogatepass"))
+        if entry[1] is not None:
+            entry[1].append(text)
+        self.chars += len(text)
 
     def _tool_names(self, payload: Any) -> None:
         choices = payload.get("choices") if isinstance(payload, dict) else None

@@ -82,3 +82,31 @@ def test_tool_calls_are_named_not_copied():
     body: dict = {}
     cap.apply(body, keep_text=False)
     assert body["tool_calls"] == ["get_weather"] and "Par" not in str(body)
+
+
+def _shapes():
+    plain = chat_chunk("Hello")
+    first = chat_chunk("Hi", role="assistant")
+    first["choices"][0]["delta"].update(refusal=None, tool_calls=None)
+    indexed = chat_chunk("second", index=1)
+    no_index = chat_chunk("x")
+    del no_index["choices"][0]["index"]
+    bad_index = chat_chunk("y")
+    bad_index["choices"][0]["index"] = "1"
+    reasoning = chat_chunk("think")
+    reasoning["choices"][0]["delta"]["reasoning_content"] = "hmm"
+    two = chat_chunk("a")
+    two["choices"].append({"index": 1, "delta": {"content": "b"}, "finish_reason": None})
+    completion = {"choices": [{"index": 0, "text": "legacy", "finish_reason": None}]}
+    tool = chat_chunk(tool_args='{"q": 1}')
+    return [plain, first, indexed, no_index, bad_index, reasoning, two, completion, tool, chat_chunk(finish="stop"),
+            chat_chunk(""), chat_body("whole body"), {"choices": "nope"}, {"usage": {"prompt_tokens": 1}}, [], None]
+
+
+def test_fast_path_equals_the_general_walk():
+    fast, general = ResponseDigest(keep_text=True), ResponseDigest(keep_text=True)
+    for payload in _shapes():
+        fast.feed(payload)
+        general.feed_general(payload)
+    assert fast.hexdigest() == general.hexdigest() and fast.texts() == general.texts()
+    assert fast.chars == general.chars and fast.tool_names == general.tool_names
