@@ -14,13 +14,12 @@ misses so far) it is held back; as soon as it cannot, it is released.
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Sequence
-
-import regex
 
 from proxy.leak.hit import Hit
 
-_WORD = regex.compile(r"[^\W_]+")
+_WORD = re.compile(r"[^\W_]+")
 MIN_WORDS = 4  # shorter prompts carry too little signal: use canaries for them
 
 Word = tuple[int, int, str]  # start, end, casefolded text
@@ -99,7 +98,7 @@ class PromptFingerprint:
 class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
-    __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes")
+    __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes", "_n", "_shingles", "_grams")
 
     def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
         self.name = "system_prompt"
@@ -107,17 +106,41 @@ class FingerprintDetector:
         self.max_span = max((p.max_span for p in self._prints), default=0)
         self._vocab = frozenset(g[0] for p in self._prints for g in p.grams if len(g) == 1)
         self._prefixes = frozenset().union(*(p.prefixes for p in self._prints))
+        # With one shingle size, a buffer that matches no shingle of any prompt is judged once for all.
+        sizes = {p.n for p in self._prints}
+        self._n = sizes.pop() if len(sizes) == 1 else None
+        self._shingles = frozenset().union(*(p.shingles for p in self._prints)) if self._n else frozenset()
+        self._grams = frozenset().union(*(p.grams for p in self._prints)) if self._n else frozenset()
 
     def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
-        words = words_in(text, start)
         n = len(text)
-        if not words:
+        found = _WORD.findall(text, start)
+        if not found:
             return [], n
-        open_word = not final and words[-1][1] == n
+        open_word = not final and text.endswith(found[-1])
         vocab = self._vocab
-        if not any(w[2] in vocab for w in (words[:-1] if open_word else words)):
+        if not any(w.casefold() in vocab for w in (found[:-1] if open_word else found)):
             # No prompt word here: no shingle can match and no run can start, except in an unfinished word.
-            return [], (words[-1][0] if open_word and words[-1][2] in self._prefixes else n)
+            if open_word and found[-1].casefold() in self._prefixes:
+                return [], n - len(found[-1])
+            return [], n
+        words = words_in(text, start)
+        if self._n is not None:
+            done = words[:-1] if open_word else words
+            texts = [w for _, _, w in done]
+            k = self._n
+            shingles = self._shingles
+            if not any(tuple(texts[p:p + k]) in shingles for p in range(len(texts) - k + 1)):
+                # No shingle of any prompt: no leak and no run; only a start at the end may need holding.
+                hold = n
+                if not final:
+                    for j in range(min(k - 1, len(texts)), 0, -1):
+                        if tuple(texts[-j:]) in self._grams:
+                            hold = done[-j][0]
+                            break
+                    if open_word and words[-1][2] in self._prefixes:
+                        hold = min(hold, words[-1][0])
+                return [], hold
         hits: list[Hit] = []
         hold = n
         for fp in self._prints:
