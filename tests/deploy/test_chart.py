@@ -184,8 +184,8 @@ def test_each_scenario_renders_the_objects_it_asks_for(scenarios, example_app):
     kinds = {name: sorted(d["kind"] for d in r.docs) for name, r in all_releases(scenarios, example_app)}
     assert kinds["sidecar-values.yaml"] == ["ConfigMap", "NetworkPolicy", "PodMonitor", "PrometheusRule", "Secret"]
     assert kinds["gateway-redis-values.yaml"] == [
-        "ConfigMap", "Deployment", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
-        "Service", "ServiceAccount", "ServiceMonitor"]
+        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget",
+        "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]
     # one replica: no PodDisruptionBudget (it would block every node drain)
     assert kinds["gateway-cilium-values.yaml"] == [
         "CiliumNetworkPolicy", "ConfigMap", "Deployment", "NetworkPolicy", "Secret", "Secret", "Service", "ServiceAccount"]
@@ -293,6 +293,18 @@ def test_probes_use_the_ops_port(scenarios, example_app):
             # "started" means ready: a native sidecar's app starts only after this passes
             assert c["startupProbe"]["httpGet"] == {"path": "/readyz", "port": OPS_PORT}, name
             assert f"0.0.0.0:{OPS_PORT}" in c["args"], name
+
+
+def test_autoscaled_gateway_leaves_replicas_to_the_hpa(scenarios):
+    release = scenarios["gateway-redis-values.yaml"]
+    deployment, hpa = release.one("Deployment"), release.one("HorizontalPodAutoscaler")
+    assert "replicas" not in deployment["spec"]  # a fixed count would fight the HPA on every upgrade
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    assert release.one("PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    # several replicas: budgets must be shared
+    assert yaml.safe_load(release.policy_text())["pipeline"][2]["store"].startswith("redis://")
+    assert scenarios["gateway-cilium-values.yaml"].one("Deployment")["spec"]["replicas"] == 1
 
 
 def test_gateway_grace_period_covers_prestop_and_drain(scenarios):
