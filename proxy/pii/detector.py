@@ -35,15 +35,13 @@ from proxy.pii.settings import BUILTIN_ENTITIES, DetectionSettings
 
 # Windows: runs of whitespace-separated words holding a digit or an "@" (or, with URL on,
 # a "." ":" "/"). google-re2 scans fast, but its str API converts every match offset from
-# UTF-8 at a cost that grows with the text, so: re2 on bytes for ASCII text (offsets are
-# characters), Python's re (anchored at word starts) otherwise, and a re2 search first to
-# skip text with nothing to look at.
+# UTF-8 at a cost that grows with the text, so it runs on bytes and `_windows` maps offsets
+# back; a re2 search first skips text with nothing to look at. Whitespace is ASCII
+# whitespace (a no-break space joins words into one window: harmless, just a longer window).
 _WINDOW_B = re2.compile(rb"\S*[\d@]\S*(?:\s\S*[\d@]\S*)*")
 _WINDOW_URL_B = re2.compile(rb"\S*[\d@.:/]\S*(?:\s\S*[\d@.:/]\S*)*")
-_WINDOW_U = re.compile(r"(?<!\S)[^\s\d@]*[\d@]\S*(?:\s[^\s\d@]*[\d@]\S*)*")
-_WINDOW_URL_U = re.compile(r"(?<!\S)[^\s\d@.:/]*[\d@.:/]\S*(?:\s[^\s\d@.:/]*[\d@.:/]\S*)*")
-_ANY = re2.compile(r"[\d@]")
-_ANY_URL = re2.compile(r"[\d@.:/]")
+_ANY = re2.compile(rb"[\d@]")
+_ANY_URL = re2.compile(rb"[\d@.:/]")
 
 
 MAX_WINDOW = 1024  # longer windows are scanned in overlapping pieces: bounded work per step
@@ -51,14 +49,24 @@ OVERLAP = 128  # longer than any built-in entity, so each one is whole in some p
 
 
 def _windows(text: str, url: bool) -> list[tuple[int, str]]:
-    if (_ANY_URL if url else _ANY).search(text) is None:
+    raw = text.encode("utf-8", "surrogatepass")
+    if (_ANY_URL if url else _ANY).search(raw) is None:
         return []
-    if text.isascii():
-        rx = _WINDOW_URL_B if url else _WINDOW_B
-        found = [(m.start(), m.group().decode("ascii")) for m in rx.finditer(text.encode("ascii"))]
+    rx = _WINDOW_URL_B if url else _WINDOW_B
+    if len(raw) == len(text):  # ASCII: byte offsets are character offsets
+        found = [(m.start(), m.group().decode("ascii")) for m in rx.finditer(raw)]
     else:
-        rx_u = _WINDOW_URL_U if url else _WINDOW_U
-        found = [(m.start(), m.group()) for m in rx_u.finditer(text)]
+        # Character offsets by decoding only the gaps between windows (a window starts
+        # after ASCII whitespace, so always on a character boundary).
+        found = []
+        char = last = 0
+        for m in rx.finditer(raw):
+            s, e = m.span()
+            char += len(raw[last:s].decode("utf-8", "surrogatepass"))
+            w = raw[s:e].decode("utf-8", "surrogatepass")
+            found.append((char, w))
+            char += len(w)
+            last = e
     if any(len(w) > MAX_WINDOW for _, w in found):
         found = [piece for start, w in found for piece in _pieces(start, w)]
     return found
