@@ -8,6 +8,8 @@ from __future__ import annotations
 import openai
 
 from proxy.demo.context import DemoContext
+from proxy.injection.classifier import Classifier
+from proxy.injection.scorer import Scorer
 
 BENIGN = "What are your opening hours on Saturday?"
 # An instruction to the model hidden in a pasted email: two medium signals, the middle band.
@@ -23,11 +25,17 @@ def _system_messages(entry: dict) -> list[str]:
 
 async def scene(ctx: DemoContext) -> None:
     ctx.heading("Prompt-injection scoring: allow, reinforce, block")
+    # The same engine the proxy runs, only to print the scores next to what happened.
+    scorer = Scorer(Classifier.load())
+
+    def scored(text: str) -> dict:
+        s = scorer.score(text)
+        return {"score": round(s.value, 3), "signals": list(s.signals)}
 
     before = len(ctx.provider_log())
     r = await ctx.client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": BENIGN}])
     sent = ctx.provider_log()[before]
-    ctx.say("benign question: passes unchanged", app_sent=BENIGN, provider_system_messages=_system_messages(sent),
+    ctx.say("benign question: passes unchanged", app_sent=BENIGN, engine=scored(BENIGN), provider_system_messages=_system_messages(sent),
             app_got=r.choices[0].message.content)
 
     before = len(ctx.provider_log())
@@ -40,7 +48,7 @@ async def scene(ctx: DemoContext) -> None:
         raise SystemExit(f"demo: expected the reinforcement system message, the provider saw {systems}")
     user_seen = [m["content"] for m in sent["body"]["messages"] if m["role"] == "user"]
     ctx.say("instruction hidden in a pasted email: middle band -> reinforcement added as its own system message",
-            provider_messages=[{"role": m["role"], "content": m["content"][:120]} for m in sent["body"]["messages"]],
+            engine=scored(MIDDLE_DOC), provider_messages=[{"role": m["role"], "content": m["content"][:120]} for m in sent["body"]["messages"]],
             user_text_unchanged=user_seen == [MIDDLE_DOC], app_got=r.choices[0].message.content)
 
     before = len(ctx.provider_log())
@@ -48,5 +56,5 @@ async def scene(ctx: DemoContext) -> None:
         await ctx.client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": ATTACK}])
         raise SystemExit("demo: an obvious injection was not blocked")
     except openai.BadRequestError as e:
-        ctx.say("direct injection: high band -> 400, no upstream call", app_sent=ATTACK, status=e.status_code,
+        ctx.say("direct injection: high band -> 400, no upstream call", app_sent=ATTACK, engine=scored(ATTACK), status=e.status_code,
                 error=e.body, provider_calls_made=len(ctx.provider_log()) - before)

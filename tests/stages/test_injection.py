@@ -203,3 +203,31 @@ def test_blocked_request_makes_no_upstream_call(tmp_path):
     finally:
         mock.stop()
         bg.close()
+
+
+async def test_many_large_carriers_do_not_starve_the_event_loop():
+    import asyncio
+    import time
+
+    st = stage()
+    text = ("Quarterly revenue grew in every region; the board approved the budget. " * 60)[:3900]
+    b = body(*[("user", text)] * 40)  # ~156 KB of user text in one request
+    gaps: list[float] = []
+    done = False
+
+    async def ticker():
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    ex, deny = await run(st, b)
+    done = True
+    await t
+    assert deny is None and decision(ex).detail["carriers"] == 40
+    # scoring yields between slices of ~16k characters: no single stall is long
+    assert len(gaps) > 5 and max(gaps) < 0.25
