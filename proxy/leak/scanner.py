@@ -15,6 +15,11 @@ from typing import Mapping, Protocol, Sequence
 from proxy.leak.hit import SEVERITY, Hit
 
 _CONTEXT = 8  # released characters kept so look-behinds (word boundaries) see what came before
+# A long would-be match (a PEM block, a JWT) is rescanned whole on every event: quadratic. Past
+# _LAZY held characters, new text is only appended until it adds a quarter of what is held
+# (at least _LAZY), then everything is scanned again: linear overall, and nothing held is
+# released in between, so nothing leaks; only the release of a match that fails is later.
+_LAZY = 256
 
 
 class Detector(Protocol):
@@ -33,7 +38,7 @@ class Scan:
 
 
 class SlotScanner:
-    __slots__ = ("_detectors", "_actions", "_markers", "_max_hold", "_held", "_ctx", "stopped")
+    __slots__ = ("_detectors", "_actions", "_markers", "_max_hold", "_held", "_ctx", "_unscanned", "stopped")
 
     def __init__(self, detectors: Sequence[Detector], actions: Mapping[str, str],
                  markers: Mapping[str, str], max_hold: int) -> None:
@@ -43,6 +48,7 @@ class SlotScanner:
         self._max_hold = max_hold
         self._held = ""
         self._ctx = ""
+        self._unscanned = 0  # characters appended to `_held` since it was last scanned
         self.stopped = False
 
     @property
@@ -54,7 +60,15 @@ class SlotScanner:
             return Scan("")
         if not self._held and not text:
             return Scan("")
-        return self._run(self._held + text, final=False)
+        held = self._held
+        if len(held) > _LAZY:
+            grown = self._unscanned + len(text)
+            if grown < max(len(held) // 4, _LAZY) and len(held) + len(text) <= self._max_hold:
+                self._held = held + text
+                self._unscanned = grown
+                return Scan("")
+        self._unscanned = 0
+        return self._run(held + text, final=False)
 
     def finish(self) -> Scan:
         """The stream ended: judge everything held, partial matches included."""

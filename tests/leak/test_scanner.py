@@ -82,3 +82,24 @@ def test_held_text_is_bounded_by_the_longest_pattern():
     s = scanner()
     s.feed("x " + "-----BEGIN RSA PRIVATE KEY-----\n" + "A" * 100)
     assert 0 < len(s.held) <= secret_detector().max_span
+
+
+def test_long_would_be_match_costs_linear_cpu_and_is_still_redacted():
+    import time
+
+    pem = "-----BEGIN RSA PRIVATE KEY-----\n" + "MIIEowIBAAKCAQEA" * 500 + "\n-----END RSA PRIVATE KEY-----"
+    text = "key: " + pem + " done"
+    s = scanner()
+    t = time.process_time()
+    out, hits = run(s, [text[i:i + 4] for i in range(0, len(text), 4)])
+    cpu = time.process_time() - t
+    assert out == "key: [S] done" and [h.kind for h, _ in hits] == ["private_key"]
+    assert cpu < 1.0  # rescanning the whole held block on every event took ~8 s here
+
+
+def test_lazy_rescan_holds_without_emitting_until_enough_text_arrived():
+    s = scanner()
+    s.feed("x -----BEGIN RSA PRIVATE KEY-----\n" + "A" * 400)
+    held = len(s.held)
+    assert held > 256
+    assert s.feed("AAAA").text == "" and len(s.held) == held + 4
