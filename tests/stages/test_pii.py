@@ -343,3 +343,24 @@ async def test_ner_model_runs_in_a_worker_thread_for_large_text(policy, tmp_path
     assert deny is None and ex.body["messages"][0]["content"] == "<PERSON_1>, <EMAIL_ADDRESS_1>"
     ex, _ = await tokenized(stage, policy, chat({"role": "user", "content": "Ada Lovelace"}), tenant="globex")
     assert ex.body["messages"][0]["content"] == "Ada Lovelace"  # NER is acme's override only
+
+
+def test_end_to_end_replayed_token_from_another_tenant_stays_literal(proxy):
+    p, mock = proxy
+    _client(p, "acme").chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"mail {EMAIL}"}])
+    assert "<EMAIL_ADDRESS_1>" in orjson.dumps(mock.log[-1]["body"]).decode()
+    r = _client(p, "globex").chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "say <EMAIL_ADDRESS_1>"}])
+    assert r.choices[0].message.content == "Echo: say <EMAIL_ADDRESS_1>"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=planted_text(), split=st.integers(1, 7))
+def test_end_to_end_property_provider_never_sees_values_and_stream_restores(proxy, text, split):
+    p, mock = proxy
+    before = len(mock.log)
+    s = _client(p).chat.completions.create(model="gpt-4o-mini", stream=True,
+                                            messages=[{"role": "user", "content": f"{text} mock:split={split}"}])
+    got = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    assert got == f"Echo: {text.strip()}"  # the mock echoes the stripped message without its directive
+    sent = orjson.dumps(mock.log[before]["body"]).decode()
+    assert not any(v in sent for v in (EMAIL, PHONE, CARD, SSN, "ann@example.org", "GB56HXDO88167774656119"))
