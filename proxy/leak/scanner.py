@@ -3,8 +3,9 @@
 `feed` returns what may be emitted now: the text before the earliest point where
 any detector's match may still be forming, with `redact` hits replaced by their
 marker. A `replace` or `block` hit stops the stream: the text before it is the
-last thing emitted. Held text is bounded by `max_hold`; if a would-be match grows
-past it, the overflow is redacted (fail closed), never released unscanned.
+last thing emitted. Held text is bounded by `max_hold`; a would-be match that grows
+past it stops the slot like `replace` (or `block` if the action for "overflow" is
+block): fail closed, never released unscanned.
 """
 
 from __future__ import annotations
@@ -93,12 +94,17 @@ class SlotScanner:
             self._held = ""
             self._ctx = text[-_CONTEXT:]
             return Scan(buf)
-        if hold < n - self._max_hold:
-            # A would-be match longer than any pattern allows: redact the overflow.
-            cut = n - self._max_hold
-            hits.append(Hit("overflow", "hold_limit", hold, cut))
-            hold = cut
         actions = self._actions
+        if hold < n - self._max_hold:
+            # A would-be match longer than any pattern declares (a policy pattern with a wrong
+            # max_len). Releasing part of it would let its tail out unrecognised: stop the slot.
+            stop_action = "block" if actions.get("overflow") == "block" else "replace"
+            hit = Hit("overflow", "hold_limit", hold, n)
+            shown = [h for h in _merge([h for h in hits if actions.get(h.detector, "redact") == "redact"], actions) if h.end <= hold]
+            self.stopped = True
+            self._held = ""
+            return Scan(self._render(text, base, hold, shown),
+                        [(h, "redact") for h in shown] + [(hit, stop_action)], stop_action)
         hits = _merge([h for h in hits if actions.get(h.detector, "redact") != "off"], actions)
         stop = next((h for h in hits if actions.get(h.detector, "redact") in ("replace", "block")), None)
         if stop is not None:

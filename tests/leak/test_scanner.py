@@ -62,12 +62,14 @@ def test_off_detector_is_ignored():
     assert s.feed("forbidden ").text == "forbidden "
 
 
-def test_overflow_is_redacted_not_released():
-    greedy = single("moderation", "greedy", r"<<[a-z]*>>", 6)
-    s = SlotScanner([greedy], {"moderation": "redact"}, {"overflow": "[O]", "moderation": "[M]"}, 16)
-    out = s.feed("ok <<" + "a" * 40).text
-    assert "a" * 17 not in out and "[O]" in out
-    assert len(s.held) <= 16
+def test_overflow_stops_the_slot_instead_of_releasing():
+    greedy = single("moderation", "greedy", r"<<[a-z]*>>", 6)  # declares 6 but can match more
+    s = SlotScanner([greedy], {"moderation": "redact"}, {"moderation": "[M]"}, 16)
+    r = s.feed("ok <<" + "a" * 40)
+    assert r.text == "ok " and r.stop == "replace" and r.hits[-1][0].detector == "overflow"
+    assert s.stopped and s.feed("aaaa>> more").text == ""
+    s = SlotScanner([greedy], {"moderation": "redact", "overflow": "block"}, {}, 16)
+    assert s.feed("<<" + "a" * 40).stop == "block"
 
 
 def test_lookbehind_context_survives_release():
@@ -89,7 +91,7 @@ def test_long_would_be_match_costs_linear_cpu_and_is_still_redacted():
 
     pem = "-----BEGIN RSA PRIVATE KEY-----\n" + "MIIEowIBAAKCAQEA" * 500 + "\n-----END RSA PRIVATE KEY-----"
     text = "key: " + pem + " done"
-    s = scanner()
+    s = scanner(max_hold=16384)
     t = time.process_time()
     out, hits = run(s, [text[i:i + 4] for i in range(0, len(text), 4)])
     cpu = time.process_time() - t
