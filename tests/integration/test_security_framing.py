@@ -310,7 +310,7 @@ def _rss() -> int:
 
 
 def test_b3_gzip_bomb_request_is_refused_without_inflating(px, up):
-    bomb = gzip.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]", compresslevel=9)
+    bomb = gzip.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]", compresslevel=6)
     assert len(bomb) < 100_000
     before = _rss()
     for enc in ("gzip", "deflate", "br", "gzip, identity"):

@@ -111,12 +111,14 @@ def test_h10_sigterm_drains_streams_and_exits_zero(served, mock):
     assert "draining" in proc.stdout.read()
 
 
-def test_m1_weak_hmac_secret_refuses_to_start(tmp_path, mock):
+def test_m1_weak_hmac_secret_refuses_to_start(tmp_path, mock, monkeypatch, capsys):
+    from proxy.serve import main as serve_main
+
     policy = policy_for(mock.port)
     policy["auth"]["key"] = {"from_env": "RAMPARTS_WEAK_SECRET"}
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--policy", str(path), "--listen", "127.0.0.1:0"],
-                          cwd=ROOT, env={**os.environ, "RAMPARTS_WEAK_SECRET": "weak-s3cr3t"}, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2
-    assert "at least 32" in proc.stderr and "weak-s3cr3t" not in proc.stderr + proc.stdout
+    monkeypatch.setenv("RAMPARTS_WEAK_SECRET", "weak-s3cr3t")
+    assert serve_main(["--policy", str(path), "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]) == 2
+    out = capsys.readouterr()
+    assert "at least 32" in out.err and "weak-s3cr3t" not in out.err + out.out
