@@ -71,18 +71,21 @@ class AlternativeSet:
     """The compiled, tenant-independent part: patterns and the anchor index. Shared by every
     tenant whose settings give the same alternatives (with 1,000 tenants: built once, not 1,000 times)."""
 
-    __slots__ = ("alts", "compiled", "max_span", "always", "anchor_re", "prefix_re", "by_anchor", "anchor_len")
+    __slots__ = ("alts", "compiled", "max_span", "always", "anchored", "anchor_re", "prefix_re", "by_anchor", "anchor_len")
 
     def __init__(self, alts: Sequence[Alternative], cache: MutableMapping[str, Compiled] | None = None) -> None:
         self.alts = tuple(alts)
         self.compiled = tuple((a, *compile_alternative(a, cache)) for a in alts)
         self.max_span = max((a.max_len for a in alts), default=0)
         self.always = frozenset(i for i, a in enumerate(alts) if a.anchors is None)
+        self.anchored = frozenset(range(len(alts))) - self.always
         words: dict[str, set[int]] = {}
         free: dict[str, set[int]] = {}
+        raw: tuple[set[str], set[str]] = (set(), set())  # as written too: lower() may change length ("İ")
         for i, a in enumerate(alts):
             for anchor in a.anchors or ():
                 (words if a.word_start else free).setdefault(anchor.lower(), set()).add(i)
+                raw[0 if a.word_start else 1].update((anchor, anchor.lower()))
         every: dict[str, set[int]] = {k: set(v) for k, v in words.items()}
         for k, v in free.items():
             every.setdefault(k, set()).update(v)
@@ -95,11 +98,11 @@ class AlternativeSet:
         self.anchor_len = max((len(k) for k in every), default=0)
         self.anchor_re = self.prefix_re = None
         if every:
-            parts = [f"{_NOT_AFTER_WORD}(?:{trie_pattern(words, escape=re.escape)})"] if words else []
-            parts += [f"(?:{trie_pattern(free, escape=re.escape)})"] if free else []
+            parts = [f"{_NOT_AFTER_WORD}(?:{trie_pattern(raw[0], escape=re.escape)})"] if words else []
+            parts += [f"(?:{trie_pattern(raw[1], escape=re.escape)})"] if free else []
             self.anchor_re = re.compile("(?=(" + "|".join(parts) + "))", re.I)
-            parts = [f"{_NOT_AFTER_WORD}(?:{trie_pattern(words, True, re.escape)})"] if words else []
-            parts += [f"(?:{trie_pattern(free, True, re.escape)})"] if free else []
+            parts = [f"{_NOT_AFTER_WORD}(?:{trie_pattern(raw[0], True, re.escape)})"] if words else []
+            parts += [f"(?:{trie_pattern(raw[1], True, re.escape)})"] if free else []
             self.prefix_re = re.compile("(?:" + "|".join(parts) + r")\Z", re.I)
 
 
@@ -127,7 +130,8 @@ class PatternDetector:
         if aset.anchor_re is not None:
             by = aset.by_anchor
             for m in aset.anchor_re.finditer(text, start):
-                run = run | by[m.group(1).lower()]
+                # Case mappings that change length ("İ") miss the table: then run every pattern.
+                run = run | by.get(m.group(1).lower(), aset.anchored)
             if not final:
                 p = aset.prefix_re.search(text, max(start, n - aset.anchor_len))
                 if p is not None:

@@ -72,3 +72,9 @@ def test_compiled_alternatives_are_shared_through_the_cache():
     cache = {}
     a = compile_alternative(ANCHORED[0], cache)
     assert compile_alternative(ANCHORED[0], cache) is a and len(cache) == 1
+
+
+def test_an_anchor_whose_lowercase_changes_length_runs_every_pattern():
+    alts = [Alternative("a__x", "a", "x", r"(?i:İd-[0-9]{3})", 6, ("İd-",), False)]
+    hits, _ = PatternDetector(alts).scan("see İD-123 now", 0, final=True)
+    assert [h.kind for h in hits] == ["x"]
