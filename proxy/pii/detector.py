@@ -13,6 +13,8 @@
    longest), allow-listed values removed.
 
 `Detector.find(text)` returns `Span`s; it is pure and thread-safe (no state per call).
+`Detector.steps(text)` is the same work as a generator that yields after every window,
+so the stage can give the event loop a turn; both stop at a CPU budget if given one.
 """
 
 from __future__ import annotations
@@ -42,8 +44,13 @@ _WINDOW_B = re2.compile(rb"\S*[\d@]\S*(?:\s\S*[\d@]\S*)*")
 _WINDOW_URL_B = re2.compile(rb"\S*[\d@.:/]\S*(?:\s\S*[\d@.:/]\S*)*")
 _ANY = re2.compile(rb"[\d@]")
 _ANY_URL = re2.compile(rb"[\d@.:/]")
-
-
+_WORD = re.compile(r"\w+")
+_IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
+_NOT_DIGITS = re.compile(r"\D+")
+CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
+CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
+CONTEXT_BEFORE = 5  # words before a hit that count as context (Presidio: 5)
+CONTEXT_AFTER = 2  # and after it ("416 60 039 office")
 MAX_WINDOW = 1024  # longer windows are scanned in overlapping pieces: bounded work per step
 OVERLAP = 128  # longer than any built-in entity, so each one is whole in some piece
 
@@ -79,19 +86,15 @@ def _pieces(start: int, w: str) -> list[tuple[int, str]]:
     out = []
     pos = 0
     while True:
-        end = len(w) if len(w) - pos <= MAX_WINDOW else w.rfind(" ", pos + OVERLAP + 1, pos + MAX_WINDOW) + 1 or pos + MAX_WINDOW
+        if len(w) - pos <= MAX_WINDOW:
+            end = len(w)
+        else:  # cut after the last space in range, or hard at MAX_WINDOW in a space-less run
+            end = w.rfind(" ", pos + OVERLAP + 1, pos + MAX_WINDOW) + 1 or pos + MAX_WINDOW
         out.append((start + pos, w[pos:end].rstrip(" ")))
         if end >= len(w):
             return out
         back = w.find(" ", end - OVERLAP, end)  # restart a little earlier, at a word start
         pos = back + 1 if back >= 0 and back + 1 > pos else max(pos + 1, end - OVERLAP)
-_WORD = re.compile(r"\w+")
-_IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
-_NOT_DIGITS = re.compile(r"\D+")
-CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
-CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
-CONTEXT_BEFORE = 5  # words before a hit that count as context (Presidio: 5)
-CONTEXT_AFTER = 2  # and after it ("416 60 039 office")
 
 
 class DetectionBudgetExceeded(RuntimeError):

@@ -123,3 +123,9 @@ def test_ascii_and_unicode_window_paths_agree():
     assert _windows(text, False) == _windows(text + " é", False)[:len(_windows(text, False))]
     assert _windows(text, False) == [(5, "415-555-0134,"), (24, "a@b.co"), (34, "12 34"), (42, "9")]
     assert _windows("no digits at all", False) == []
+
+
+@pytest.mark.parametrize("pad", [500, 501, 502, 503, 505, 508])
+def test_long_windows_are_scanned_in_overlapping_pieces(det, pad):
+    text = "7 " * pad + "4111 1111 1111 1111" + " 7" * 700  # one 2.8 KB window
+    assert found(det, text) == [("4111 1111 1111 1111", "CREDIT_CARD")]
