@@ -248,11 +248,15 @@ class ProxyHandler:
             resp.close()  # a cancelled or finished call closes the upstream socket at once
 
     async def _read_all(self, resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+        """The whole body, or None if it is over `cap`, cut short, reset or stalled (then a 502, not a 500)."""
         buf = bytearray()
-        while chunk := await resp.content.readany():
-            buf += chunk
-            if len(buf) > cap:
-                return None
+        try:
+            while chunk := await resp.content.readany():
+                buf += chunk
+                if len(buf) > cap:
+                    return None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError, asyncio.TimeoutError):
+            return None
         return bytes(buf)
 
     def _observe(self, ex: Exchange, ev: Event) -> None:
@@ -302,7 +306,7 @@ class ProxyHandler:
         if ev is None or not isinstance(ev.payload, dict):
             st.metrics.upstream_errors.labels(ex.provider.name, "bad_body").inc()
             ex.outcome = "upstream_error"
-            return error_response(Deny(502, "the provider's answer was not valid JSON or too large", "upstream_error", "upstream_bad_response"), ex.request_id)
+            return error_response(Deny(502, "the provider's answer was cut short, not valid JSON or too large", "upstream_error", "upstream_bad_response"), ex.request_id)
         self._observe(ex, ev)
         t = time.perf_counter()
         try:

@@ -219,7 +219,14 @@ def test_d5_provider_400_echoing_the_key_is_scrubbed(raw_provider):
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
     b"HTTP/1.1 99999 OK\r\nContent-Length: 2\r\n\r\n{}",
     b"SSH-2.0-OpenSSH_9.6\r\n",
-], ids=["cr-in-reason", "cr-in-value", "nul", "huge-header", "dup-cl", "bad-status", "not-http"])
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":",
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"id\"",
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+], ids=["cr-in-reason", "cr-in-value", "nul", "huge-header", "dup-cl", "bad-status", "not-http",
+     "101-upgrade", "short-body", "cut-chunked", "json-array", "204", "no-content-type"])
 def test_a8_h7_malformed_provider_responses_are_502_and_not_reflected(raw_provider, head):
     async def script(req, writer):
         writer.write(head)
@@ -304,6 +311,19 @@ def test_h3_stall_makes_the_sdk_raise(raw_provider):
     with pytest.raises(openai.APIError) as e:
         list(ask(client(proxy), "hi", stream=True))
     assert "upstream_timeout" in str(e.value.body)
+
+
+def test_h3_stall_inside_a_non_streaming_body_is_502_not_500(raw_provider):
+    async def script(req, writer):
+        writer.write(http_head(200, [("Content-Type", "application/json"), ("Content-Length", "500")]) + b'{"id":"x",')
+    proxy, upstream = raw_provider(script, upstream_read_timeout_s=0.5)
+    with pytest.raises(openai.InternalServerError) as e:
+        ask(client(proxy), "hi")
+    assert e.value.status_code == 502 and e.value.body["code"] == "upstream_bad_response"
+    deadline = time.monotonic() + 2
+    while not upstream.closed_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.closed_at
 
 
 # ---------------------------------------------------------------- H5: 429 / 5xx and SDK retries
