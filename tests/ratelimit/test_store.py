@@ -21,10 +21,12 @@ async def store(request, tmp_path):
     if request.param == "memory":
         s = MemoryRateStore()
     elif request.param == "embedded":
-        s = EmbeddedRateStore(tmp_path / "rl.sqlite3")
+        s = EmbeddedRateStore(tmp_path / "rl.sqlite3", timeout=10)
     else:
         srv = request.getfixturevalue("redis_server")
-        s = RedisRateStore(make_redis(srv.url), namespace=f"rl{uuid.uuid4().hex[:8]}")
+        # generous deadlines: a loaded CI box must not turn a burst of 50 into fail-closed refusals here
+        s = RedisRateStore(make_redis(srv.url, pool_timeout=5, socket_timeout=5), namespace=f"rl{uuid.uuid4().hex[:8]}",
+                           op_timeout=10)
     await s.start()
     yield s
     await s.close()

@@ -27,7 +27,7 @@ async def make(tmp_path, **over) -> RateLimitStage:
 @pytest.mark.parametrize("store", ["memory", "embedded", "redis"])
 async def test_exactly_the_burst_then_429_with_retry_after(tmp_path, store, request):
     url = request.getfixturevalue("redis_server").url if store == "redis" else store
-    stage = await make(tmp_path, store=url)
+    stage = await make(tmp_path, store=url, store_timeout_s=5)  # slack for a loaded CI box
     if store == "redis":
         stage.store.ns = f"rl{uuid.uuid4().hex[:8]}"
     exs = [make_exchange(stage.policy, MSG) for _ in range(30)]
