@@ -172,12 +172,14 @@ def test_a5_max_length_line_dribbled_byte_by_byte(px, up):
 def test_a5_many_requests_pipelined_behind_a_slow_one(px, up):
     slow = chat("slow mock:delay=0.5")
     rest = [chat(f"n{i}") for i in range(40)]
+    before = _rss()
     with RawConnection(px.port, timeout=15) as c:
         c.send(b"".join(line() + auth() + cl(b) + b"\r\n" + b for b in [slow] + rest))
         answers = [c.read_response() for _ in range(41)]
     texts = [a.json()["choices"][0]["message"]["content"] for a in answers]
     assert texts[0] == "Echo: slow" and texts[1:] == [f"Echo: n{i}" for i in range(40)]
     assert len(up.log) == 41
+    assert _rss() - before < 50 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- A6: parser backend parity
