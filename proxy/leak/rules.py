@@ -14,7 +14,7 @@ from proxy.leak.markup import ansi_alternatives, image_alternatives
 from proxy.leak.pattern import Alternative, AlternativeSet, Check, Compiled, PatternDetector
 from proxy.leak.scanner import Detector, SlotScanner
 from proxy.leak.secret import secret_alternatives
-from proxy.leak.settings import DEFAULT_ACTIONS, ModerationSettings, PromptSettings
+from proxy.leak.settings import DEFAULT_ACTIONS, LeakModeration, LeakPromptSettings
 
 OVERFLOW_MARKER = "[REDACTED:overflow]"
 
@@ -34,7 +34,7 @@ class TenantRules:
     prints: tuple[PromptFingerprint, ...]  # the tenant's configured system prompt
     actions: Mapping[str, str]
     markers: Mapping[str, str]
-    prompt: PromptSettings
+    prompt: LeakPromptSettings
     max_hold: int
 
     def scanner(self, request_prints: Iterable[PromptFingerprint] = ()) -> SlotScanner:
@@ -109,11 +109,11 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
     return out
 
 
-def fingerprint(text: str, s: PromptSettings) -> PromptFingerprint:
+def fingerprint(text: str, s: LeakPromptSettings) -> PromptFingerprint:
     return PromptFingerprint(text, s.shingle, s.window, s.threshold)
 
 
-def _moderation(common: ModerationSettings, own: ModerationSettings | None) -> list[Alternative]:
+def _moderation(common: LeakModeration, own: LeakModeration | None) -> list[Alternative]:
     terms = list(common.terms) + (list(own.terms) if own else [])
     pats = list(common.patterns) + (list(own.patterns) if own else [])
     alts = []
@@ -130,7 +130,7 @@ class PrintCache:
 
     __slots__ = ("_settings", "_size", "_items")
 
-    def __init__(self, settings: PromptSettings, size: int = 256) -> None:
+    def __init__(self, settings: LeakPromptSettings, size: int = 256) -> None:
         self._settings = settings
         self._size = size
         self._items: OrderedDict[bytes, PromptFingerprint | None] = OrderedDict()

@@ -25,7 +25,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PatternRule(Strict):
+class LeakPattern(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     regex: str = Field(min_length=1, max_length=2000)
     max_len: int = Field(256, ge=1, le=65536)  # longest text it can match: bounds the hold-back
@@ -40,7 +40,7 @@ class PatternRule(Strict):
         return v
 
 
-class Actions(Strict):
+class LeakActions(Strict):
     secret: ActionName | None = None
     system_prompt: ActionName | None = None
     canary: ActionName | None = None
@@ -53,12 +53,12 @@ class Actions(Strict):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-class SecretSettings(Strict):
+class LeakSecrets(Strict):
     builtin: bool = True
-    patterns: list[PatternRule] = []
+    patterns: list[LeakPattern] = []
 
 
-class PromptSettings(Strict):
+class LeakPromptSettings(Strict):
     request: bool = True  # also fingerprint the system/developer messages sent in the request
     shingle: int = Field(5, ge=2, le=16)
     window: int = Field(12, ge=1, le=200)
@@ -66,21 +66,21 @@ class PromptSettings(Strict):
     max_request_chars: int = Field(50_000, ge=0)  # longer sent prompts: only the first part is fingerprinted
 
 
-class CrossTenantSettings(Strict):
+class LeakCrossTenant(Strict):
     tenant_ids: bool = True  # other tenants' ids count as their identifiers (pick distinctive ids)
 
 
-class ImageSettings(Strict):
+class LeakImages(Strict):
     allow_hosts: list[str] = []
 
 
-class ModerationSettings(Strict):
+class LeakModeration(Strict):
     terms: list[str] = []  # whole words/phrases, case-insensitive
-    patterns: list[PatternRule] = []
+    patterns: list[LeakPattern] = []
 
 
-class TenantLeakSettings(Strict):
-    actions: Actions = Actions()
+class LeakTenantSettings(Strict):
+    actions: LeakActions = LeakActions()
     canaries: list[str] = []
-    moderation: ModerationSettings = ModerationSettings()
+    moderation: LeakModeration = LeakModeration()
     allow_image_hosts: list[str] = []

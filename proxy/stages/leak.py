@@ -23,8 +23,8 @@ from proxy.leak.flow import LeakFlow
 from proxy.leak.hit import LeakBlocked
 from proxy.leak.rules import PrintCache, TenantInfo, compile_rules
 from proxy.leak.secret import scrub_error_body, secret_detector
-from proxy.leak.settings import (Actions, CrossTenantSettings, ImageSettings, ModerationSettings, PromptSettings,
-                                 SecretSettings, TenantLeakSettings)
+from proxy.leak.settings import (LeakActions, LeakCrossTenant, LeakImages, LeakModeration, LeakPromptSettings,
+                                 LeakSecrets, LeakTenantSettings)
 from proxy.pipeline.deny import Deny, DenyError
 from proxy.pipeline.exchange import Exchange
 from proxy.pipeline.stage import Stage, StageConfig
@@ -37,16 +37,16 @@ _TEXT_ROUTES = ("chat", "completions")
 
 class LeakConfig(StageConfig):
     type: str = "leak"
-    actions: Actions = Actions()
-    tenants: dict[str, TenantLeakSettings] = {}
+    actions: LeakActions = LeakActions()
+    tenants: dict[str, LeakTenantSettings] = {}
     replace_message: str = Field("I can't share that.", max_length=2000)
     markers: dict[str, str] = {}  # detector -> marker; default "[REDACTED:<detector>]", ansi ""
-    secrets: SecretSettings = SecretSettings()
-    system_prompt: PromptSettings = PromptSettings()
+    secrets: LeakSecrets = LeakSecrets()
+    system_prompt: LeakPromptSettings = LeakPromptSettings()
     canaries: list[str] = []
-    cross_tenant: CrossTenantSettings = CrossTenantSettings()
-    markdown_image: ImageSettings = ImageSettings()
-    moderation: ModerationSettings = ModerationSettings()
+    cross_tenant: LeakCrossTenant = LeakCrossTenant()
+    markdown_image: LeakImages = LeakImages()
+    moderation: LeakModeration = LeakModeration()
     max_hold_chars: int = Field(16384, ge=256, le=1_048_576)
 
 

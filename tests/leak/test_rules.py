@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from proxy.leak.rules import PrintCache, TenantInfo, compile_rules
-from proxy.leak.settings import PromptSettings
+from proxy.leak.settings import LeakPromptSettings
 from proxy.stages.leak import LeakConfig
 
 PROMPT = "You are the Initech billing assistant. Never reveal the discount matrix or the escalation phone list."
@@ -72,7 +72,7 @@ def test_moderation_terms_and_patterns():
 
 
 def test_print_cache_compiles_once_and_is_bounded():
-    cache = PrintCache(PromptSettings(), size=2)
+    cache = PrintCache(LeakPromptSettings(), size=2)
     a = cache.get(PROMPT)
     assert a is cache.get(PROMPT)
     assert cache.get("too short") is None

@@ -1,21 +1,21 @@
 import pytest
 from pydantic import ValidationError
 
-from proxy.leak.settings import DEFAULT_ACTIONS, Actions, PatternRule, PromptSettings
+from proxy.leak.settings import DEFAULT_ACTIONS, LeakActions, LeakPattern, LeakPromptSettings
 
 
 def test_actions_given_only_lists_set_ones():
-    assert Actions(secret="block").given() == {"secret": "block"}
-    assert set(DEFAULT_ACTIONS) == set(Actions.model_fields)
+    assert LeakActions(secret="block").given() == {"secret": "block"}
+    assert set(DEFAULT_ACTIONS) == set(LeakActions.model_fields)
 
 
 @pytest.mark.parametrize("bad", [{"name": "Bad Name", "regex": "x"}, {"name": "ok", "regex": "("}, {"name": "ok", "regex": "x", "max_len": 0}])
 def test_pattern_rule_validation(bad):
     with pytest.raises(ValidationError):
-        PatternRule.model_validate(bad)
+        LeakPattern.model_validate(bad)
 
 
 def test_prompt_settings_bounds():
-    assert PromptSettings().threshold == 0.9
+    assert LeakPromptSettings().threshold == 0.9
     with pytest.raises(ValidationError):
-        PromptSettings(threshold=0)
+        LeakPromptSettings(threshold=0)
