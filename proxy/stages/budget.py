@@ -174,7 +174,6 @@ class BudgetStage(Stage):
             log.warning("budget store unavailable: %s", e)
             self.services.metrics.budget_store_errors.labels(self._store_label).inc()
             self.services.metrics.budget_reservations.labels("store_error").inc()
-            ex.decide(self.type, "deny", reason="store_unavailable")
             return unavailable("the budget store is unavailable; retry shortly", "budget_store_unavailable",
                                self.config.retry_after_s)
         if grant.hold is None:

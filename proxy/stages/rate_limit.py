@@ -142,7 +142,6 @@ class RateLimitStage(Stage):
                 if not v.allowed:
                     return self._refuse(ex, v, "requests", headers)
         except StoreUnavailable:
-            ex.decide(self.type, "deny", reason="store_unavailable")
             return unavailable("the rate-limit store is unavailable; retry shortly", "ratelimit_store_unavailable",
                                self.config.retry_after_s)
         ex.extra_response_headers.update(headers)
