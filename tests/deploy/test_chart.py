@@ -335,7 +335,8 @@ def test_sidecar_is_a_native_sidecar_on_localhost(example_app):
     assert {"name": "OPENAI_BASE_URL", "value": "http://127.0.0.1:8080/v1"} in app["env"]
     assert "envFrom" not in app  # provider keys reach the sidecar only
     app_values = load_values(EXAMPLE_APP / "values.yaml")
-    assert spec["terminationGracePeriodSeconds"] == app_values["appShutdownSeconds"] + 25 + 10
+    margin = chart_defaults()["lifecycle"]["shutdownMarginSeconds"]
+    assert spec["terminationGracePeriodSeconds"] == app_values["appShutdownSeconds"] + 25 + margin
     volumes = {v["name"] for v in spec["volumes"]}
     assert {m["name"] for m in sidecar["volumeMounts"]} <= volumes
     assert example_app.one("ConfigMap")["metadata"]["name"] == next(
