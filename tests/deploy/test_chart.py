@@ -107,6 +107,15 @@ def test_helm_lint_is_clean(path: Path):
     assert report["errors"] == [] and problems == []
 
 
+def test_helm_lint_is_clean_for_the_example_app(example_app, tmp_path):
+    app = tmp_path / "example-app"  # the chart with this chart vendored, as `helm dependency build` leaves it
+    render_example_app(tmp_path, {"ramparts": {"policy": SIDECAR_POLICY_TEXT}})
+    report = helm.lint(app, {"ramparts": {"policy": SIDECAR_POLICY_TEXT}}, strict=True, namespace=NAMESPACE, with_subcharts=True)
+    assert report["total_charts_linted"] >= 1
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == []
+
+
 # ------------------------------------------------------------- kubernetes schemas
 
 # Structural schemas for the CRD kinds (the fields this chart sets, from the CRDs' OpenAPI).
