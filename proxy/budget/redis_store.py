@@ -18,7 +18,7 @@ import asyncio
 import secrets
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from proxy.budget.ledger import Balance, Grant, Hold, Limits, StoreUnavailable
 

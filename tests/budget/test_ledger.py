@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from proxy.budget.embedded_store import EmbeddedLedger
-from proxy.budget.ledger import Balance, Limits, StoreUnavailable, decide
+from proxy.budget.ledger import Balance, Limits, decide
 from proxy.budget.redis_client import make_redis
 from proxy.budget.redis_store import RedisLedger
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
