@@ -512,3 +512,17 @@ async def test_kill_9_of_a_proxy_between_reserve_and_settle(store, tmp_path, req
     ex = make_exchange(stage.policy, MSG, tenant="mercy")
     assert await stage.on_request(ex) is None and ex.body["max_tokens"] == 1000  # the whole budget is usable again
     await stage.stop()
+
+
+async def test_a_long_stream_keeps_its_hold_alive(tmp_path):
+    stage = await make(tmp_path, {"hold_ttl_s": 1})
+    ex = make_exchange(stage.policy, {**MSG, "stream": True})
+    await stage.on_request(ex)
+    chain = Chain([stage])
+    for piece in ["a", " b", " c", " d", " e"]:  # 1.5 s of streaming against a 1 s hold
+        await chain.run_event(ex, Event.sse_json(chat_chunk(piece)))
+        await asyncio.sleep(0.3)
+    assert (await balance(stage)).held > 0  # renewed every third of its TTL, not reclaimed mid-stream
+    await respond(stage, ex, stream([], usage=(10, 5)))
+    assert (await balance(stage)).held == 0
+    await stage.stop()
