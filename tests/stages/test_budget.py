@@ -526,3 +526,12 @@ async def test_a_long_stream_keeps_its_hold_alive(tmp_path):
     await respond(stage, ex, stream([], usage=(10, 5)))
     assert (await balance(stage)).held == 0
     await stage.stop()
+
+
+async def test_the_periodic_sweep_reclaims_dead_holds(tmp_path):
+    stage = await make(tmp_path, {"reclaim_interval_s": 1})
+    await stage.ledger.reserve("globex", period_of(time.time()), 10, 10, 1, stage.plans["strict"].limits, 0.2)
+    await asyncio.sleep(1.5)
+    reclaimed = stage.services.metrics.budget_reservations.labels("reclaimed")._value.get()
+    assert reclaimed == 1
+    await stage.stop()
