@@ -46,8 +46,9 @@ USER 10001:10001
 WORKDIR /var/lib/ramparts
 # 8080: the proxy (policy server.listen); 9090: ops (/healthz, /readyz, /metrics).
 EXPOSE 8080 9090
-# Liveness on the ops port; stdlib only, no curl in the image.
-HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+# Liveness on the ops port; stdlib only, no curl in the image. Start period: every stage loaded
+# takes ~11 s (bench/deploy_startup.py), more on a busy node.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:9090/healthz', timeout=2).status == 200 else 1)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["ramparts", "serve"]
