@@ -167,6 +167,31 @@ def fingerprint_table(runs: int) -> list[tuple]:
     return rows
 
 
+def adversarial_table() -> list[tuple]:
+    """Would-be matches that stay open for thousands of events: CPU must stay linear."""
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+
+    policy = make_policy()
+    infos = {tid: TenantInfo(t.config.system_prompt, tuple(t.config.identifiers)) for tid, t in policy.tenants.items()}
+    rules = compile_rules(LeakConfig(type="leak"), infos)["acme"]
+    rows = []
+    for name, text in (("PEM block, 8 KB body", "-----BEGIN RSA PRIVATE KEY-----\n" + "A" * 8000),
+                       ("JWT, 12 KB", "eyJ" + "a" * 4000 + ".eyJ" + "b" * 4000 + "." + "c" * 4000),
+                       ("prompt words, 16 KB", "you are acme s helpful support assistant never " * 340),
+                       ("image alt text, 2.5 KB", "![" + "x" * 500 + "](" + "http://a/" + "b" * 2000)):
+        s = rules.scanner()
+        worst = 0.0
+        t0 = time.process_time()
+        for i in range(0, len(text), 4):
+            t1 = time.process_time()
+            s.feed(text[i:i + 4])
+            worst = max(worst, time.process_time() - t1)
+        s.finish()
+        rows.append((name, len(text) // 4, (time.process_time() - t0) * 1e3, worst * 1e3))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -176,6 +201,10 @@ def main() -> None:
     print(f"{'config':<22}{'events':>7}{'base us/ev':>12}{'leak us/ev':>12}{'ratio':>8}{'added TTFT ms':>15}{'1st-byte event':>16}{'MB/s':>7}")
     for label, n, b, l, r, ttft, first, mbs in rows:
         print(f"{label:<22}{n:>7}{b:>12.1f}{l:>12.1f}{r:>8.2f}{ttft:>15.3f}{first:>16}{mbs:>7.2f}")
+    print()
+    print("Adversarial holds, 4 characters per event (CPU ms)")
+    for name, events, total, worst in adversarial_table():
+        print(f"{name:<24}{events:>7} events  total {total:8.1f} ms  worst event {worst:6.2f} ms")
     print()
     print("Fingerprinting a sent system prompt (once per distinct prompt; cached after), ms CPU")
     for words, ms in fingerprint_table(args.runs):

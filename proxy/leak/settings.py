@@ -18,6 +18,7 @@ DEFAULT_ACTIONS: dict[str, str] = {
     "moderation": "block",
     "markdown_image": "redact",
     "ansi": "redact",
+    "overflow": "replace",  # a hold that outgrows max_hold_chars: replace or block, never redact
 }
 
 
@@ -48,6 +49,7 @@ class LeakActions(Strict):
     moderation: ActionName | None = None
     markdown_image: ActionName | None = None
     ansi: ActionName | None = None
+    overflow: Literal["replace", "block"] | None = None
 
     def given(self) -> dict[str, str]:
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -79,3 +79,10 @@ def test_print_cache_compiles_once_and_is_bounded():
     cache.get("another prompt with enough words in it")
     cache.get("and yet another prompt with enough words")
     assert cache.get(PROMPT) is not a  # evicted, compiled again
+
+
+def test_overflow_action_reaches_the_scanner():
+    r = rules(actions={"overflow": "block"})
+    assert r["acme"].actions["overflow"] == "block"
+    with pytest.raises(ValidationError):
+        LeakConfig.model_validate({"type": "leak", "actions": {"overflow": "redact"}})
