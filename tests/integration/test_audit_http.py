@@ -48,6 +48,10 @@ async def test_every_call_is_audited_verifiable_and_clean(make_proxy):
     for secret in (jwt, "sk-test-provider-key-0000", "4111 1111 1111 1111", "jane.roe@example.org"):
         assert secret not in raw
     assert '"claimed_tenant":"globex"' in raw and '"outcome":"denied"' in raw
+    import orjson
+    stream_rec = orjson.loads(entries[1])
+    assert stream_rec["stream"] is True and stream_rec["outcome"] == "ok" and stream_rec["subject"] == "alice"
+    assert len(stream_rec["response_digest"]) == 64 and stream_rec["response_chars"] == len(echoed)
     rep = verify_dir(audit_dir, Keyring.from_dir(audit_dir / "keys"))
     assert rep.status == OK and rep.chains[0].checkpoints_matched == rep.chains[0].checkpoints >= 1
 
