@@ -21,6 +21,7 @@ import pytest
 from proxy.mock_provider import PROVIDER_KEY_HINT
 from tests.integration.rawhttp import RawConnection, RawUpstream, build, http_head, request, sse_events
 from tests.integration.servers import ProxyServer, chat, policy_for, token
+from tests.integration.test_sigterm import served  # noqa: F401  (fixture: a `ramparts serve` subprocess)
 
 MODEL = "gpt-4o-mini"
 
@@ -516,3 +517,73 @@ def test_h9_client_disconnect_during_a_non_streaming_call_closes_upstream_within
     while not upstream.closed_at and time.monotonic() - closed < 2:
         time.sleep(0.01)
     assert upstream.closed_at and upstream.closed_at[0] - closed < 1.0
+
+
+# ---------------------------------------------------------------- H11 (short soak, slow tier)
+
+def _proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS"))
+
+
+def _proc_fds(pid: int) -> int:
+    import os
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.slow
+def test_h11_short_soak_with_a_fault_mix_keeps_rss_and_fds_flat(served, mock):
+    """A `ramparts serve` process under 20 concurrent streams mixing healthy, reset, truncated,
+    malformed and 5xx answers for SOAK_SECONDS (default 60; the 1 h / 50-stream H11 run is this
+    test with SOAK_SECONDS=3600). RSS and FDs of the proxy process stay flat; nothing is left in flight."""
+    import os
+    import random
+
+    import aiohttp
+
+    proc, port, ops = served
+    seconds = float(os.environ.get("SOAK_SECONDS", "60"))
+    modes = ["", "", "", "mock:reset", "mock:nodone", "mock:badsse", "mock:http500", "mock:split=3"]
+    mock.provider.state.log_bodies = False
+    counts = {"ok": 0, "error": 0}
+
+    async def run() -> tuple[tuple[int, int], tuple[int, int], str]:
+        stop = asyncio.Event()
+        c = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=token(), default_headers={"X-Tenant-ID": "acme"},
+                               max_retries=0, timeout=15)
+
+        async def worker(seed: int) -> None:
+            rnd = random.Random(seed)
+            while not stop.is_set():
+                try:
+                    s = await c.chat.completions.create(model=MODEL, stream=True, messages=[
+                        {"role": "user", "content": f"soak {seed} {rnd.choice(modes)} mock:stream-chunks=12"}])
+                    async for _ in s:
+                        pass
+                    counts["ok"] += 1
+                except openai.APIError:
+                    counts["error"] += 1
+
+        tasks = [asyncio.ensure_future(worker(i)) for i in range(20)]
+        warm = min(10.0, seconds / 2)
+        await asyncio.sleep(warm)
+        first = (_proc_rss(proc.pid), _proc_fds(proc.pid))
+        await asyncio.sleep(seconds - warm)
+        last = (_proc_rss(proc.pid), _proc_fds(proc.pid))
+        stop.set()
+        await asyncio.gather(*tasks)
+        await c.close()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{ops}/metrics") as r:
+                metrics = await r.text()
+        return first, last, metrics
+
+    try:
+        (rss0, fds0), (rss1, fds1), metrics = asyncio.run(run())
+    finally:
+        mock.provider.state.log.clear()
+        mock.provider.state.log_bodies = True
+    assert counts["ok"] > 100 and counts["error"] > 50, counts
+    assert rss1 - rss0 < max(0.1 * rss0, 20 * 1024 * 1024), (rss0, rss1)
+    assert fds1 - fds0 <= max(0.1 * fds0, 10), (fds0, fds1)
+    assert "ramparts_in_flight_requests 0.0" in metrics and "ramparts_in_flight_streams 0.0" in metrics
