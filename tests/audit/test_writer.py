@@ -333,3 +333,17 @@ async def test_a_poison_record_is_written_with_a_flag_and_does_not_stall(tmp_pat
     entries = [orjson.loads(line) for line in read_lines(chain_file(tmp_path))]
     assert [e.get("audit_error") for e in entries[1:]] == ["ValueError", None]
     assert verify.verify_dir(tmp_path, keyring).status == verify.OK
+
+
+async def test_restart_on_a_new_day_links_the_files(tmp_path, signer, keyring):
+    await write_log(tmp_path, signer, 3, clock_day=lambda: "2026-11-21")
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(), clock_day=lambda: "2026-11-22")
+    await w.start()
+    w.submit(exchange_body(9))
+    await w.stop()
+    files = sorted((tmp_path / "records" / "c1").glob("*.jsonl"))
+    assert [f.name for f in files] == ["2026-11-21.jsonl", "2026-11-22.jsonl"]
+    header = orjson.loads(read_lines(files[1])[0])
+    assert (header["type"], header["previous_file"], header["seq"]) == ("file", "2026-11-21.jsonl", 4)
+    rep = verify.verify_dir(tmp_path, keyring)
+    assert rep.status == verify.OK and rep.chains[0].entries == 6
