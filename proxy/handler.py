@@ -95,16 +95,18 @@ class ProxyHandler:
             return response
         finally:
             ex.finished = time.perf_counter()
-            await st.chain.run_complete(ex)
-            st.in_flight -= 1
-            st.metrics.in_flight.dec()
-            status = response.status if response is not None else 499
-            m = st.metrics
-            m.requests.labels(ex.route, str(status), *m.tenant(ex.tenant_id)).inc()
-            m.duration.labels(ex.route).observe(ex.finished - ex.started)
-            m.overhead.labels(ex.route).observe(ex.proxy_seconds)
-            if st.in_flight == 0 and st.idle is not None:
-                st.idle.set()
+            try:
+                await st.chain.run_complete(ex)
+            finally:  # counted even when the handler is cancelled again meanwhile
+                st.in_flight -= 1
+                st.metrics.in_flight.dec()
+                status = response.status if response is not None else 499
+                m = st.metrics
+                m.requests.labels(ex.route, str(status), *m.tenant(ex.tenant_id)).inc()
+                m.duration.labels(ex.route).observe(ex.finished - ex.started)
+                m.overhead.labels(ex.route).observe(ex.proxy_seconds)
+                if st.in_flight == 0 and st.idle is not None:
+                    st.idle.set()
 
     # ------------------------------------------------------------------ request
 

@@ -111,8 +111,19 @@ class Chain:
         if self._metrics is not None:  # synchronous: nothing can interrupt it
             for d in ex.decisions:
                 self._metrics.decision(d.stage, d.decision, ex.tenant_id)
-        if self._complete:  # no task for shield() when no stage has work to protect
-            await asyncio.shield(self._complete_all(ex))
+        if not self._complete:  # no task for shield() when no stage has work to protect
+            return
+        task = asyncio.ensure_future(self._complete_all(ex))
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # The caller was cancelled (client gone, shutdown): settle and audit still
+                # finish before the caller goes on, so a drain never outruns them.
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError()
 
     async def _complete_all(self, ex: Exchange) -> None:
         for s in self._complete:

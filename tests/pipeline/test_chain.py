@@ -137,3 +137,27 @@ async def test_decisions_are_counted_in_metrics():
     await chain.run_request(ex)
     await chain.run_complete(ex)
     assert metrics.registry.get_sample_value("ramparts_stage_decisions_total", {"stage": "decider", "decision": "flag"}) == 1
+
+
+async def test_on_complete_finishes_before_a_twice_cancelled_caller_goes_on():
+    finished = []
+
+    class Slow(Stage):
+        type = "slow"
+
+        async def on_complete(self, ex):
+            await asyncio.sleep(0.1)
+            finished.append(True)
+
+    chain = Chain([Slow(None, make_policy(), make_services())])
+    ex = make_exchange(make_policy(), {})
+    task = asyncio.ensure_future(chain.run_complete(ex))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert finished == [True]  # the caller only moved on after settle/audit finished
