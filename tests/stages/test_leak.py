@@ -269,3 +269,15 @@ async def test_replace_found_only_at_the_end_still_ends_with_content_filter():
     assert denied is None and client_text(out) == "ok " + MSG
     last = out[-1].payload
     assert last["id"] == "chatcmpl-1" and last["choices"][0]["finish_reason"] == CONTENT_FILTER
+
+
+async def test_reasoning_slot_is_covered():
+    chain = Chain([stage()])
+    ex = await started(chain)
+    evs = []
+    for part in ("thinking: the key is ", KEY[:9], KEY[9:], " ok"):
+        c = chat_chunk()
+        c["choices"][0]["delta"] = {"reasoning_content": part}
+        evs.append(Event.sse_json(c))
+    out, _ = await stream_through(chain, ex, evs + [Event(kind="sse", data="[DONE]")])
+    assert client_text(out, field="reasoning_content") == "thinking: the key is [REDACTED:secret] ok"
