@@ -51,14 +51,14 @@ def windows_of(row: Row, width: int = WINDOW) -> list[tuple[str, int]]:
     return [(p, 1) for p in (hits or parts)]
 
 
-def build_rows(data: Path, seed: int) -> tuple[list[Row], dict[str, int]]:
+def build_rows(data: Path, seed: int, prose_count: int = 1500, embedded_count: int = 1200) -> tuple[list[Row], dict[str, int]]:
     dev = [r for r in read_jsonl(data / "injection_dev.jsonl") if r.train_ok and not is_held_out(r)]
     extra = [r for r in read_jsonl(data / "injection_train_extra.jsonl") if r.train_ok]
     own = handwritten()
-    prose = local_prose(seed, 1500)
+    prose = local_prose(seed, prose_count)
     docs = prose + [r for r in own + dev if r.label == 0 and len(r.text) >= 300]
     attacks = [r for r in extra + own + dev if r.label == 1]
-    embedded = embed_attacks([Row(d.text[:WINDOW - 450], 0, d.subtype) for d in docs], attacks, seed, 1200)
+    embedded = embed_attacks([Row(d.text[:WINDOW - 450], 0, d.subtype) for d in docs], attacks, seed, embedded_count)
     rows = dev + extra + own + prose + embedded
     counts = {"dev_train": len(dev), "extra": len(extra), "handwritten": len(own), "local_prose": len(prose), "embedded": len(embedded)}
     return rows, counts
@@ -128,6 +128,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory with injection_dev.jsonl and injection_train_extra.jsonl")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / MODEL_FILE)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--prose", type=int, default=1500, help="benign windows cut from the local Python install")
+    ap.add_argument("--embedded", type=int, default=1200, help="attacks pasted into benign documents")
     args = ap.parse_args(argv)
     try:
         import sklearn  # noqa: F401
@@ -135,7 +137,7 @@ def main(argv: list[str]) -> int:
         print("training needs scikit-learn: pip install 'ramparts[test]'", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    rows, counts = build_rows(args.data, args.seed)
+    rows, counts = build_rows(args.data, args.seed, args.prose, args.embedded)
     weights, bias, offset = fit(rows, args.seed)
     meta = {"offset": round(offset, 4), "fpr_target": FPR_TARGET, "window": WINDOW, "C": C, "seed": args.seed, "rows": counts, "dim": DIM,
             "features": "char 3-5 + word 1-2 grams, hashed, binary, l2", "split": "corpus.is_held_out (30 %)"}
