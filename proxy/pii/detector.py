@@ -46,6 +46,7 @@ _ANY = re2.compile(rb"[\d@]")
 _ANY_URL = re2.compile(rb"[\d@.:/]")
 _WORD = re.compile(r"\w+")
 _IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
+_DOTTED = re.compile(r"\d\.\d")
 _NOT_DIGITS = re.compile(r"\D+")
 CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
 CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
@@ -122,7 +123,7 @@ _GATES: dict[str, Gate] = {
     "CREDIT_CARD": lambda w, nd: nd >= 12,
     "US_SSN": lambda w, nd: nd >= 9,
     "IBAN_CODE": lambda w, nd: nd >= 8 and len(w) >= 15 and _IBAN_HEAD.search(w) is not None,
-    "IP_ADDRESS": lambda w, nd: (nd >= 4 and "." in w) or w.count(":") >= 2,
+    "IP_ADDRESS": lambda w, nd: (nd >= 4 and _DOTTED.search(w) is not None) or w.count(":") >= 2,
     "URL": lambda w, nd: "." in w,
 }
 
