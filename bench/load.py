@@ -152,19 +152,24 @@ async def smoke(host: str, port: int, request: bytes, *, stream: bool, timeout: 
 
 
 async def run_load(host: str, port: int, request: bytes, *, concurrency: int, duration: float, warmup: float,
-                   stream: bool, timeout: float = 30.0) -> LoadResult:
-    """`concurrency` workers for warmup + duration seconds; only the last `duration` seconds count."""
+                   stream: bool, timeout: float = 30.0, min_requests: int | None = None) -> LoadResult:
+    """`concurrency` workers for warmup + duration seconds; only completions after the warm-up
+    count. The window stretches past `duration` until `min_requests` (default: concurrency)
+    completions are counted, so a short window on a slow target still measures something."""
     loop = asyncio.get_running_loop()
     conns = [(await loop.create_connection(_Connection, host, port))[1] for _ in range(concurrency)]
     result = LoadResult()
+    need = concurrency if min_requests is None else min_requests
     start = time.perf_counter()
     window_start = start + warmup
     window_end = window_start + duration
+    last = window_end
 
     async def worker(conn: _Connection) -> None:
+        nonlocal last
         while True:
             t0 = time.perf_counter()
-            if t0 >= window_end:
+            if t0 >= window_end and len(result.latencies) >= need:
                 return
             try:
                 status, body = await conn.request(request, timeout)
@@ -175,13 +180,14 @@ async def run_load(host: str, port: int, request: bytes, *, concurrency: int, du
                 return  # the connection's state is unknown now
             t1 = time.perf_counter()
             result.total += 1
-            if window_start <= t1 <= window_end:  # throughput: completions inside the window
-                result.latencies.append(t1 - t0)
+            if window_start <= t1 and (t1 <= window_end or len(result.latencies) < need):
+                result.latencies.append(t1 - t0)  # throughput: completions inside the window
+                last = max(last, t1)
 
     try:
         await asyncio.gather(*(worker(c) for c in conns))
     finally:
         for c in conns:
             c.transport.close()
-    result.window = duration
+    result.window = last - window_start
     return result
