@@ -32,9 +32,10 @@ BUILTIN: dict[str, tuple[str, int, tuple[str, ...], bool]] = {
                      ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), True),
     "slack_token": (_B + r"xox[baprse]-[A-Za-z0-9\-]{10,250}", 260, ("xox",), True),
     "google_api_key": (_B + r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])", 39, ("aiza",), True),
-    # Up to the END line when there is one; otherwise as far as key material goes.
-    "private_key": (r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:" + _PEM_BODY + r"{0,8192}?"
-                    r"-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|" + _PEM_BODY + r"{0,8192})", 8400, ("-----begin",), False),
+    # Up to the END line when there is one; otherwise as far as key material goes. Unbounded on
+    # purpose: a body longer than the hold cap stops the answer (overflow) instead of leaking its tail.
+    "private_key": (r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:" + _PEM_BODY + r"*?"
+                    r"-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|" + _PEM_BODY + r"*)", 8400, ("-----begin",), False),
     "jwt": (_B + r"eyJ[A-Za-z0-9_\-]{8,4096}\.eyJ[A-Za-z0-9_\-]{8,4096}\.[A-Za-z0-9_\-]{8,4096}", 12300, ("eyj",), True),
     # password = "...", aws_secret_access_key: ..., "client_secret": "..."
     # The keyword may follow "_" or "-" (aws_secret_access_key) but not a letter: "this" is not "s...".

@@ -281,3 +281,13 @@ async def test_reasoning_slot_is_covered():
         evs.append(Event.sse_json(c))
     out, _ = await stream_through(chain, ex, evs + [Event(kind="sse", data="[DONE]")])
     assert client_text(out, field="reasoning_content") == "thinking: the key is [REDACTED:secret] ok"
+
+
+async def test_private_key_longer_than_the_hold_cap_stops_instead_of_leaking_its_tail():
+    chain = Chain([stage(max_hold_chars=4096)])
+    ex = await started(chain)
+    body = "QUJD" * 5000  # 20 KB of key material (over any cap: the JWT pattern sets it to ~12 KB), no END line
+    text = "here: -----BEGIN PRIVATE KEY-----\n" + body
+    out, denied = await stream_through(chain, ex, sse([text[i:i + 64] for i in range(0, len(text), 64)]))
+    got = client_text(out)
+    assert denied is None and "QUJDQUJD" not in got and got.endswith(MSG)
