@@ -36,15 +36,28 @@ def _r(name: str, weight: float, pattern: str, instruction: bool = False) -> Rul
 
 
 _VERB_IGNORE = r"(?:ignore|disregard|forget|skip|override|overwrite|bypass|neglect|abandon|drop|delete|erase|discard|cancel)"
-_OLD = r"(?:previous|prior|above|earlier|preceding|foregoing|original|initial|old|former|system|existing|given|all|any|every|the|your|my|these|those|other|of)"
-_ORDERS = r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|guidance|context|commands?|orders|constraints|restrictions|programming|policies|polic(?:y|ies)|messages?|tasks?|settings)"
+_OLD = r"(?:previous|prior|above|below|earlier|preceding|following|foregoing|original|initial|old|former|system|existing|given|all|any|every|the|your|these|those|other|of|and)"
+# Not "message" or "task": "ignore my previous message" is ordinary conversation.
+_ORDERS = r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|guidance|context|commands?|orders|constraints|restrictions|programming|polic(?:y|ies)|system messages?)"
 
 RULES: tuple[Rule, ...] = (
     _r("ignore_previous", 0.80,
-       rf"\b{_VERB_IGNORE}\b(?: (?:about|all|of|the|your|my|any|these|those|what|everything|you were|you've been|you have been|i|we|said|told|given|before|earlier|above|previously|and|that|this|were|was|to|do|me)){{0,5}} (?:{_OLD} ){{0,3}}{_ORDERS}\b",
+       rf"\b{_VERB_IGNORE}\b(?: (?:about|all|of|the|your|any|these|those|what|everything|you were|you've been|you have been|i|we|said|told|given|before|earlier|above|previously|and|that|this|were|was|to|do|me)){{0,5}} (?:{_OLD} ){{0,3}}{_ORDERS}\b",
        instruction=True),
     _r("ignore_above", 0.55,
-       r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|before|previous(?:ly)?|prior|said|written)\b",
+       r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|before|previous(?:ly)?|prior|said|written)\b"
+       r"|\b(?:ignore|disregard|skip) the rest of (?:this|the) (?:data|text|document|input|page|file|email|message|content)\b",
+       instruction=True),
+    # The most common German, Spanish and French forms (public injection sets are multilingual).
+    _r("ignore_previous_multilingual", 0.70,
+       r"\b(?:ignoriere|ignorieren sie|vergiss|vergessen sie|missachte)\b[^.\n]{0,40}\b(?:anweisungen|instruktionen|befehle|aufgaben|regeln|alles|vorherigen|vorangehenden|davor|oben)\b"
+       r"|\b(?:ignora|olvida|olvide|descarta|ignorar|olvidar)\b[^.\n]{0,40}\b(?:instrucciones|anteriores|reglas|todo lo anterior)\b"
+       r"|\b(?:ignorez|oubliez|oublie|ignorer|oublier)\b[^.\n]{0,40}\b(?:instructions|consignes|pr\x{e9}c\x{e9}dentes?|r\x{e8}gles)\b",
+       instruction=True),
+    _r("reveal_prompt_multilingual", 0.55,
+       r"\b(?:zeig|zeige|nenne|verrate|gib|sag)\b[^.\n]{0,30}\b(?:passwort|kennwort|systemprompt|system-prompt|anweisungen)\b|\bwas ist dein (?:passwort|kennwort|prompt)\b"
+       r"|\b(?:dime|muestra|revela|mu\x{e9}strame)\b[^.\n]{0,30}\b(?:contrase\x{f1}a|prompt del sistema|instrucciones)\b"
+       r"|\b(?:montre|r\x{e9}v\x{e8}le|donne)[sz]?(?:-moi)?\b[^.\n]{0,30}\b(?:mot de passe|prompt syst\x{e8}me|instructions)\b",
        instruction=True),
     _r("new_instructions", 0.40,
        r"\b(?:new|updated|real|actual|true|revised|secret|hidden|additional) (?:instructions?|system prompt|rules|directives?|orders|task)\b(?:\s*(?::|are|is|follow))"
