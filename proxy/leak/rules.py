@@ -126,7 +126,11 @@ def _moderation(common: LeakModeration, own: LeakModeration | None) -> list[Alte
 
 
 class PrintCache:
-    """Request system prompts repeat (same app, same prompt): compile each once, LRU-bounded."""
+    """Request system prompts repeat (same app, same prompt): compile each once, LRU-bounded.
+
+    `get` is for the event loop's thread only; `compile` is pure and may run in a worker
+    thread (a long prompt costs ~5 ms per 1,000 words), then `put` stores the result.
+    """
 
     __slots__ = ("_settings", "_size", "_items")
 
@@ -135,16 +139,31 @@ class PrintCache:
         self._size = size
         self._items: OrderedDict[bytes, PromptFingerprint | None] = OrderedDict()
 
-    def get(self, text: str) -> PromptFingerprint | None:
-        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def cached(self, key: bytes) -> tuple[bool, PromptFingerprint | None]:
         if key in self._items:
             self._items.move_to_end(key)
-            return self._items[key]
+            return True, self._items[key]
+        return False, None
+
+    def compile(self, text: str) -> PromptFingerprint | None:
         try:
-            fp: PromptFingerprint | None = fingerprint(text, self._settings)
+            return fingerprint(text, self._settings)
         except ValueError:
-            fp = None  # too short to fingerprint
+            return None  # too short to fingerprint
+
+    def put(self, key: bytes, fp: PromptFingerprint | None) -> None:
         self._items[key] = fp
         if len(self._items) > self._size:
             self._items.popitem(last=False)
+
+    def get(self, text: str) -> PromptFingerprint | None:
+        key = self.key(text)
+        hit, fp = self.cached(key)
+        if not hit:
+            fp = self.compile(text)
+            self.put(key, fp)
         return fp

@@ -13,6 +13,7 @@ are in the same (tokenized) form, and the user's own PII is never mistaken for a
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -33,6 +34,7 @@ from proxy.wire.openai import get_at, request_carriers
 from proxy.wire.text_stream import TextStreamEditor
 
 _TEXT_ROUTES = ("chat", "completions")
+_OFF_LOOP_CHARS = 8192  # longer sent system prompts (~1 ms+ to fingerprint) are compiled in a thread
 
 
 class LeakConfig(StageConfig):
@@ -70,12 +72,22 @@ class LeakStage(Stage):
         if self.config.system_prompt.request and rules.actions.get("system_prompt") != "off":
             sent = [get_at(ex.body, c.path) for c in request_carriers(ex.route, ex.body) if c.is_system]
             text = "\n".join(s for s in sent if isinstance(s, str))[: self.config.system_prompt.max_request_chars]
-            fp = self._prints.get(text) if text.strip() else None
+            fp = await self._fingerprint(text) if text.strip() else None
             if fp is not None:
                 prints.append(fp)
         flow = LeakFlow(rules, prints)
         ex.state[self.type] = (flow, TextStreamEditor(flow.rewriter))
         return None
+
+    async def _fingerprint(self, text: str):
+        """Cached; a long prompt seen for the first time is compiled off the event loop."""
+        key = self._prints.key(text)
+        hit, fp = self._prints.cached(key)
+        if hit:
+            return fp
+        fp = await asyncio.to_thread(self._prints.compile, text) if len(text) > _OFF_LOOP_CHARS else self._prints.compile(text)
+        self._prints.put(key, fp)
+        return fp
 
     async def on_response_event(self, ex: Exchange, event: Event) -> list[Event]:
         """Scan the answer's text slots; emit only what no match may still need.

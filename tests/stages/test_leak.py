@@ -291,3 +291,15 @@ async def test_private_key_longer_than_the_hold_cap_stops_instead_of_leaking_its
     out, denied = await stream_through(chain, ex, sse([text[i:i + 64] for i in range(0, len(text), 64)]))
     got = client_text(out)
     assert denied is None and "QUJDQUJD" not in got and got.endswith(MSG)
+
+
+async def test_long_sent_system_prompt_is_fingerprinted_off_loop_and_cached():
+    long_prompt = " ".join(f"rule{i} applies to zone{i % 7}" for i in range(1500))  # ~30 KB
+    s = stage()
+    chain = Chain([s])
+    ex = await started(chain, system=long_prompt)
+    assert len(ex.state["leak"][0].prints) == 1
+    ex2 = await started(chain, system=long_prompt)
+    assert ex2.state["leak"][0].prints[0] is ex.state["leak"][0].prints[0]
+    out, _ = await stream_through(chain, ex2, sse(["here: ", " ".join(long_prompt.split()[300:340]), " end"]))
+    assert client_text(out) == "here: " + MSG
