@@ -16,7 +16,7 @@ import time
 import orjson
 import pytest
 
-from tests.integration.rawhttp import RawConnection, RawUpstream, build, chunked, request
+from tests.integration.rawhttp import RawConnection, RawUpstream, chunked, request
 from tests.integration.servers import ProxyServer, chat, policy_for, token
 
 ROUTE = "/v1/chat/completions"
