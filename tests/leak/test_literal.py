@@ -19,3 +19,12 @@ def test_word_literals_are_case_insensitive_and_bounded():
     p = word_literals(["acme", "ACME-ACCT-0001", "acme.com"])
     found = [m.group() for m in p.finditer("Acme, acmex, xacme, ACME-acct-0001 and mail@acme.com")]
     assert found == ["Acme", "ACME-acct-0001", "acme.com"]
+
+
+@given(st.lists(st.text(alphabet="ab-", min_size=1, max_size=5), min_size=1, max_size=8), st.text(alphabet="ab-", max_size=6))
+def test_prefix_trie_matches_every_non_empty_prefix(lits, probe):
+    import re
+
+    p = re.compile("(?:" + trie_pattern(lits, prefixes=True, escape=re.escape) + r")\Z")
+    prefixes = {lit[:k] for lit in lits for k in range(1, len(lit) + 1)}
+    assert bool(p.match(probe)) == (probe in prefixes)
