@@ -1,5 +1,7 @@
 """The fast detection path: one compiled candidate pass, then Presidio's patterns and validators.
 
+0. Cheap evasions are undone first (normalize.py: zero-width characters, full-width and
+   non-ASCII digits), with a map back to the original offsets.
 1. One compiled pass finds candidate windows: runs of whitespace-separated words that
    contain a digit or an `@` (every built-in structured type does); see `_windows`.
 2. Each window is tried only by the recognizers it can hold (a window with 3 digits
@@ -32,6 +34,7 @@ from presidio_analyzer import EntityRecognizer, PatternRecognizer
 from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
 from proxy.pii.ner import NER_ENTITIES, SCORE as NER_SCORE, NerModel
+from proxy.pii.normalize import normalize, to_original
 from proxy.pii.recognizer import builtin_recognizers, custom_recognizers
 from proxy.pii.settings import BUILTIN_ENTITIES, DetectionSettings
 
@@ -256,9 +259,20 @@ class Detector:
 
     def steps(self, text: str, budget_s: float | None = None) -> Generator[None, None, list[Span]]:
         """`find` in small steps: yields every few windows so a caller on an event loop can
-        let other work run between them; returns the spans."""
+        let other work run between them; returns the spans (offsets into `text`)."""
         if not text:
             return []
+        norm = normalize(text)
+        if norm is None:
+            return (yield from self._steps(text, budget_s))
+        spans = yield from self._steps(norm[0], budget_s)
+        out = []
+        for sp in spans:
+            start, end = to_original(norm[1], sp.start, sp.end)
+            out.append(Span(start, end, sp.entity, sp.score))
+        return out
+
+    def _steps(self, text: str, budget_s: float | None) -> Generator[None, None, list[Span]]:
         deadline = time.perf_counter() + budget_s if budget_s is not None else None
         cands: list[Span] = []
         cut: set[tuple[int, int]] = set()  # candidates cut short of their regex match

@@ -129,3 +129,26 @@ def test_ascii_and_unicode_window_paths_agree():
 def test_long_windows_are_scanned_in_overlapping_pieces(det, pad):
     text = "7 " * pad + "4111 1111 1111 1111" + " 7" * 700  # one 2.8 KB window
     assert found(det, text) == [("4111 1111 1111 1111", "CREDIT_CARD")]
+
+
+@pytest.mark.parametrize("text, value, entity", [
+    ("mail jane\u200b.doe@exa\u200dmple.com now", "jane\u200b.doe@exa\u200dmple.com", "EMAIL_ADDRESS"),
+    ("card ４１１１ １１１１ １１１１ １１１１ ok", "４１１１ １１１１ １１１１ １１１１", "CREDIT_CARD"),
+    ("ssn ٤٦٠-٨٩-٩٨٤٧", "٤٦٠-٨٩-٩٨٤٧", "US_SSN"),
+])
+def test_cheap_evasions_are_undone_and_the_original_span_is_reported(det, text, value, entity):
+    assert found(det, text) == [(value, entity)]
+
+
+def test_evasion_round_trip_is_byte_exact(det):
+    import os
+
+    from proxy.pii.restorer import Restorer
+    from proxy.pii.tokenizer import tokenize
+    from proxy.pii.vault import Vault
+
+    text = "mail jane\u200b.doe@example.com, card ４１１１ １１１１ １１１１ １１１１"
+    vault = Vault(os.urandom(32), text)
+    tokenized = tokenize(text, det.find(text), vault)
+    assert tokenized == "mail <EMAIL_ADDRESS_1>, card <CREDIT_CARD_1>"
+    assert Restorer(vault).restore_text(tokenized) == text
