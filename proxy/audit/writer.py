@@ -30,6 +30,7 @@ from proxy.audit import layout, merkle
 from proxy.audit.canonical import GENESIS, entry_hash
 from proxy.audit.content import SubjectKeys
 from proxy.audit.keyring import Signer
+from proxy.audit.seal import InlineSealer, Sealed, seal
 from proxy.audit.record import utc_now
 
 log = logging.getLogger("ramparts.audit")
@@ -86,7 +87,8 @@ def _today() -> str:
 class AuditWriter:
     def __init__(self, directory: Path, chain_id: str | None, writer_signer: Signer,
                  tenant_signers: dict[str, Signer], options: WriterOptions, metrics: Any = None,
-                 subject_keys: SubjectKeys | None = None, clock_day: Callable[[], str] = _today) -> None:
+                 subject_keys: SubjectKeys | None = None, clock_day: Callable[[], str] = _today,
+                 sealer: Any = None) -> None:
         self.dir = Path(directory)
         self.requested_chain = chain_id
         self.chain_id = chain_id or default_chain_id()
@@ -95,6 +97,7 @@ class AuditWriter:
         self.opt = options
         self.metrics = metrics
         self.subject_keys = subject_keys
+        self.sealer = sealer or InlineSealer(writer_signer, tenant_signers, subject_keys)
         self._day = clock_day
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wake = asyncio.Event()
@@ -347,16 +350,6 @@ class AuditWriter:
         s.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         s.file, s.day = path, day
 
-    def _seal(self, body: dict[str, Any], tenant_signer: bool = True) -> tuple[dict[str, Any], bytes]:
-        s = self._state
-        signer = self.tenant_signers.get(body.get("tenant") or "", self.signer) if tenant_signer else self.signer
-        entry = dict(body)
-        entry.update(chain=self.chain_id, seq=s.seq, prev=s.head, kid=signer.kid)
-        h = entry_hash(entry)
-        entry["hash"] = h
-        entry["sig"] = signer.sign(h)
-        return entry, orjson.dumps(entry) + b"\n"
-
     def _rotate_if_needed(self) -> None:
         s = self._state
         day = self._day()
@@ -371,58 +364,36 @@ class AuditWriter:
         path = chain_dir / f"{day}.jsonl"
         self._open_file(path, day)
         header = {"v": 1, "type": "file", "time": utc_now(), "file": path.name, "previous_file": previous}
-        self._append([header], tenant_signer=False)
+        self._append(seal(self.chain_id, s.seq, s.head, [header], self.signer, {}))  # the writer key signs
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         self._rotate_if_needed()
-        bodies = []
-        for item in batch:
-            body = dict(item.body)  # a retry after a failed write starts from the original again
-            try:
-                content = item.finish(body) if item.finish is not None else None
-                if content is not None and self.subject_keys is not None and body.get("subject") is not None:
-                    body["content"] = self.subject_keys.encrypt(body["tenant"], body["subject"], body["request_id"], content)
-            except OSError:
-                raise  # the disk: retried with the batch
-            except Exception as e:  # a poison record must not stall the chain: keep the facts, flag the gap
-                log.exception("audit: digest/content of request %s failed", body.get("request_id"))
-                body = dict(item.body)
-                body["audit_error"] = type(e).__name__
-            bodies.append(body)
-        self._append(bodies)
-
-    def _append(self, bodies: list[dict[str, Any]], tenant_signer: bool = True) -> None:
-        """Seal and write entries as one unit: state moves only when every byte is written."""
         s = self._state
-        saved = (s.seq, s.head, len(s.period))
-        chunks = []
+        self._append(self.sealer.seal_batch(self.chain_id, s.seq, s.head, [(p.body, p.finish) for p in batch]))
+
+    def _append(self, sealed: Sealed) -> None:
+        """Write sealed entries as one unit: the chain state moves only when every byte is written."""
+        s = self._state
+        data = b"".join(line for _, line in sealed)
+        offset = os.fstat(s.fd).st_size
         try:
-            for body in bodies:
-                entry, line = self._seal(body, tenant_signer)
-                chunks.append(line)
-                s.seq, s.head = s.seq + 1, entry["hash"]
-                if not s.period:
-                    s.period_first = entry["seq"]
-                s.period.append(merkle.leaf(entry["hash"]))
-            data = b"".join(chunks)
-            offset = os.fstat(s.fd).st_size
+            view = memoryview(data)
+            while view:
+                n = os.write(s.fd, view)
+                view = view[n:]
+        except OSError:
             try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(s.fd, view)
-                    view = view[n:]
+                os.ftruncate(s.fd, offset)
             except OSError:
-                try:
-                    os.ftruncate(s.fd, offset)
-                except OSError:
-                    log.exception("audit: could not truncate %s after a failed write", s.file)
-                raise
-            s.dirty = True
-            self._maybe_fsync()
-        except BaseException:
-            s.seq, s.head = saved[0], saved[1]
-            del s.period[saved[2]:]
+                log.exception("audit: could not truncate %s after a failed write", s.file)
             raise
+        for h, _ in sealed:
+            if not s.period:
+                s.period_first = s.seq
+            s.period.append(merkle.leaf(h))
+            s.seq, s.head = s.seq + 1, h
+        s.dirty = True
+        self._maybe_fsync()
 
     def _maybe_fsync(self, force: bool = False) -> None:
         s = self._state
@@ -465,6 +436,8 @@ class AuditWriter:
         if s.fd is not None:
             os.close(s.fd)
             s.fd = None
+        if self._closed:
+            self.sealer.close()  # late records seal inline from here on
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -22,6 +22,7 @@ from proxy.audit.digest import Capture, texts_of
 from proxy.audit.keyring import PRIVATE_SUFFIX, Signer, generate_keypair, load_private_key
 from proxy.audit.query import Query, QueryError, run as run_query
 from proxy.audit.record import build_record, credentials_of
+from proxy.audit.seal import ProcessSealer
 from proxy.audit.writer import AuditWriter, WriterOptions
 from proxy.config.secret import SecretSource
 from proxy.pipeline.deny import Deny, bad_request, unauthorized, unavailable
@@ -40,6 +41,7 @@ class AuditConfig(StageConfig):
     chain_id: str | None = None  # default: the hostname (pod name); must be unique per writer
     signing_key: SecretSource | None = None  # writer key: checkpoints, file headers, tenants without a key
     tenant_keys: dict[str, SecretSource] = {}
+    sealer: Literal["thread", "process"] = "thread"  # process: sealing CPU off the event loop's GIL
     fsync: Literal["batch", "interval", "off"] = "batch"
     fsync_interval_s: float = Field(1.0, gt=0, le=60)
     queue_size: int = Field(10_000, ge=1, le=1_000_000)
@@ -105,10 +107,15 @@ class AuditStage(Stage):
             pub = keys_dir / (s.kid.replace(":", "-") + ".pub")
             if not pub.exists():
                 pub.write_bytes(s.public_pem())
-        subject_keys = None
+        subject_keys, kek = None, None
         if c.retain_content:
-            subject_keys = SubjectKeys(self.dir / layout.SUBJECT_KEYS, c.content_key.resolve_bytes(base))
-        return AuditWriter(self.dir, c.chain_id, writer, tenants, self._options, self.services.metrics, subject_keys)
+            kek = c.content_key.resolve_bytes(base)
+            subject_keys = SubjectKeys(self.dir / layout.SUBJECT_KEYS, kek)
+        sealer = None
+        if c.sealer == "process":
+            sealer = ProcessSealer(writer, tenants, self.dir / layout.SUBJECT_KEYS, kek, subject_keys)
+        return AuditWriter(self.dir, c.chain_id, writer, tenants, self._options, self.services.metrics, subject_keys,
+                           sealer=sealer)
 
     async def stop(self) -> None:
         """Flush the queue and write a final signed checkpoint (after the handler drained)."""

@@ -288,3 +288,23 @@ async def test_a_stage_that_never_started_counts_the_lost_record(tmp_path, caplo
     ex = make_exchange(stage.policy, None)
     await Chain([stage]).run_complete(ex)
     assert stage.services.metrics.audit_failures._value.get() == 1 and "req-test" in caplog.text
+
+
+async def test_process_sealer_gives_the_same_records(tmp_path, monkeypatch):
+    """sealer: process — digests, encryption and signatures in a worker process; same chain, same content."""
+    monkeypatch.setenv("RAMPARTS_TEST_AUDIT_KEK", "kek-for-tests-0123456789")
+    stage = await _stage(tmp_path, sealer="process", retain_content=True,
+                         content_key={"from_env": "RAMPARTS_TEST_AUDIT_KEK"})
+    chain = Chain([stage])
+    for i in range(3):
+        await _exchange(chain, stage.policy, subject="alice", prompt=f"question {i}", text="Hello world")
+    await stage.writer.flush()
+    assert stage.writer.sealer.inline_batches == 0  # everything crossed to the worker
+    await stage.stop()
+    recs = _records(tmp_path / "audit")
+    expected = ResponseDigest()
+    expected.feed(chat_body("Hello world"))
+    assert [r["response_digest"] for r in recs] == [expected.hexdigest()] * 3
+    keys = SubjectKeys(tmp_path / "audit" / "subject-keys", b"kek-for-tests-0123456789")
+    assert keys.decrypt("acme", "alice", recs[2]["request_id"], recs[2]["content"])["prompt"] == ["question 2"]
+    assert verify.verify_dir(tmp_path / "audit", Keyring.from_dir(tmp_path / "audit" / "keys")).status == verify.OK
