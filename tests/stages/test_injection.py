@@ -231,3 +231,20 @@ async def test_many_large_carriers_do_not_starve_the_event_loop():
     assert deny is None and decision(ex).detail["carriers"] == 40
     # scoring yields between slices of ~16k characters: no single stall is long
     assert len(gaps) > 5 and max(gaps) < 0.25
+
+
+@pytest.mark.parametrize("on_error,status", [("closed", 503), ("open", None)])
+async def test_a_broken_model_fails_closed_by_default(on_error, status):
+    import numpy as np
+
+    from proxy.injection.classifier import Classifier
+    from proxy.injection.scorer import Scorer
+
+    st = stage({"on_error": on_error})
+    # a truncated weight vector (a corrupt model file) makes every lookup fail
+    st.scorer = Scorer(Classifier(np.zeros(10, dtype=np.float32), 0.0, 100, {}))
+    ex, deny = await run(st, body(("user", BENIGN)))
+    if status is None:
+        assert deny is None and ex.decisions[-1].decision == "error_open"
+    else:
+        assert deny.status == status and deny.code == "injection_unavailable"
