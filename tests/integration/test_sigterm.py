@@ -3,7 +3,8 @@
 Kubernetes sends SIGTERM and keeps routing for a moment: readiness must go 503,
 the listener must stop accepting, streams that finish within the drain window
 finish with [DONE], the others end with an SSE error event (never a silent
-[DONE]), and the process exits 0.
+[DONE]), the audit sink is flushed (every stream recorded, the chain verifies),
+and the process exits 0.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
+
+from proxy.audit.keyring import Keyring
+from proxy.audit.verify import OK, verify_dir
 
 from tests.integration.rawhttp import RawConnection, build, request, sse_events
 from tests.integration.servers import chat, policy_for, token
@@ -40,7 +45,8 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 def served(mock, tmp_path):
     """A `ramparts serve` subprocess in front of the mock provider."""
     port, ops = free_port(), free_port()
-    policy = policy_for(mock.port, server={"sse_keepalive_s": 0, "drain_timeout_s": 1.5, "data_dir": str(tmp_path / "data")})
+    policy = policy_for(mock.port, server={"sse_keepalive_s": 0, "drain_timeout_s": 1.5, "data_dir": str(tmp_path / "data")},
+                        pipeline=[{"type": "tenant"}, {"type": "egress"}, {"type": "audit", "chain_id": "sigterm"}])
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
     proc = subprocess.Popen([sys.executable, "-m", "proxy.cli", "serve", "--policy", str(path), "--listen", f"127.0.0.1:{port}",
@@ -56,6 +62,7 @@ def served(mock, tmp_path):
     else:
         proc.kill()
         pytest.fail("ramparts serve did not become ready: " + proc.communicate()[1][-2000:])
+    proc.audit_dir = tmp_path / "data" / "audit"
     yield proc, port, ops
     if proc.poll() is None:
         proc.kill()
@@ -109,6 +116,13 @@ def test_h10_sigterm_drains_streams_and_exits_zero(served, mock):
         c.close()
     assert proc.wait(timeout=15) == 0
     assert "draining" in proc.stdout.read()
+
+    # the audit sink was flushed on the way out: one record per stream, the cut ones say so, the chain verifies
+    records = [orjson.loads(line) for p in sorted((proc.audit_dir / "records").rglob("*.jsonl")) for line in p.read_text().splitlines()]
+    outcomes = sorted(r["outcome"] for r in records if "outcome" in r)
+    assert outcomes == ["cut_stream"] * 3 + ["ok"] * 2
+    rep = verify_dir(proc.audit_dir, Keyring.from_dir(proc.audit_dir / "keys"))
+    assert rep.status == OK
 
 
 def test_m1_weak_hmac_secret_refuses_to_start(tmp_path, mock, monkeypatch, capsys):
