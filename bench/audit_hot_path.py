@@ -10,9 +10,10 @@ first on the way out, so it also pays the chunk's JSON parse), on_complete
 production. Baseline, same run: a no-op stage with the same hooks through the
 same Chain. Reported: median over runs of the per-exchange p50/p99.
 
-Second table: event-loop lag (a 1 ms sleep's overshoot) while records arrive at
-~RATE/s, with the writer running vs the same loop making the same records
-without a writer: the writer thread's cost to everything else on the loop.
+Second table: event-loop lag (a 1 ms sleep's overshoot) while records of
+20-chunk streams arrive at ~RATE/s: no writer (the same loop making the same
+records) vs the writer sealing in its thread vs in a worker process
+(`sealer: process`): the writer's cost to everything else on the loop.
 """
 
 from __future__ import annotations
@@ -86,12 +87,12 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-async def main_async(n: int, n_chunks: int) -> int:
+async def main_async(n: int, n_chunks: int, sealer: str = "thread") -> int:
     chunks = _chunks(n_chunks)
     policy = make_policy()
     rows: dict[str, list[tuple[float, float]]] = {"baseline (no-op stage)": [], "audit stage": []}
     with tempfile.TemporaryDirectory(prefix="ramparts-bench-audit-") as tmp:
-        audit = make_stage(AuditStage, {"type": "audit", "chain_id": "bench"}, policy, make_services(Path(tmp), Metrics()))
+        audit = make_stage(AuditStage, {"type": "audit", "chain_id": "bench", "sealer": sealer}, policy, make_services(Path(tmp), Metrics()))
         await audit.start()
         noop = Noop(Noop.Config(type="noop"), policy, audit.services)
         chains = {"baseline (no-op stage)": Chain([noop]), "audit stage": Chain([audit])}
@@ -103,7 +104,8 @@ async def main_async(n: int, n_chunks: int) -> int:
         await audit.stop()
         written = sum(len(p.read_bytes().splitlines()) for p in Path(tmp, "audit", "records").rglob("*.jsonl"))
     base50 = statistics.median(r[0] for r in rows["baseline (no-op stage)"])
-    print(f"{n_chunks} response event(s) per exchange, {n} exchanges x {RUNS} runs; {written} audit entries written")
+    print(f"{n_chunks} response event(s) per exchange, {n} exchanges x {RUNS} runs, sealer: {sealer}; "
+          f"{written} audit entries written")
     print(f"{'':<24} {'p50 ms':>8} {'p99 ms':>8} {'ratio p50':>10}")
     for name, rs in rows.items():
         p50, p99 = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
@@ -114,15 +116,22 @@ async def main_async(n: int, n_chunks: int) -> int:
     return 0
 
 
-async def loop_lag(with_writer: bool, seconds: float, rate: int) -> tuple[float, float, int]:
-    """(lag p50, lag p99, records) while submitting ~rate records/s."""
+async def loop_lag(with_writer: bool, seconds: float, rate: int, sealer: str = "thread") -> tuple[float, float, int]:
+    """(lag p50, lag p99, records) while submitting ~rate records/s (20-chunk stream captures)."""
+    import functools
+
     from bench.audit_verify import record
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from proxy.audit.digest import Capture
     from proxy.audit.keyring import Signer
+    from proxy.audit.seal import ProcessSealer
     from proxy.audit.writer import AuditWriter, WriterOptions
+    chunks = [c.decode() for c in _chunks(20)]
+    signer = Signer.from_private(Ed25519PrivateKey.generate())
     with tempfile.TemporaryDirectory(prefix="ramparts-bench-lag-") as tmp:
-        w = AuditWriter(Path(tmp), "lag", Signer.from_private(Ed25519PrivateKey.generate()), {}, WriterOptions())
+        proc = ProcessSealer(signer, {}, None, None, None) if sealer == "process" else None
+        w = AuditWriter(Path(tmp), "lag", signer, {}, WriterOptions(), sealer=proc)
         await w.start()
         lags: list[float] = []
 
@@ -137,8 +146,10 @@ async def loop_lag(with_writer: bool, seconds: float, rate: int) -> tuple[float,
         while (elapsed := time.perf_counter() - t0) < seconds:
             while i < elapsed * rate:
                 r = record(i)
+                capture = Capture([p["content"] for p in PROMPT])
+                capture.response.extend(chunks)
                 if with_writer:
-                    w.submit(r)
+                    w.submit(r, functools.partial(capture.apply, keep_text=False))
                 i += 1
             await asyncio.sleep(0.001)
         prober.cancel()
@@ -147,11 +158,12 @@ async def loop_lag(with_writer: bool, seconds: float, rate: int) -> tuple[float,
 
 
 async def lag_table(rate: int) -> None:
-    rows: dict[str, list[tuple[float, float, int]]] = {"no writer": [], "writer running": []}
-    for _ in range(3):
+    rows: dict[str, list[tuple[float, float, int]]] = {"no writer": [], "sealer: thread": [], "sealer: process": []}
+    for _ in range(3):  # interleaved: drift hits all three
         rows["no writer"].append(await loop_lag(False, 3.0, rate))
-        rows["writer running"].append(await loop_lag(True, 3.0, rate))
-    print(f"\nevent-loop lag at ~{rate} records/s (3 runs x 3 s, medians)")
+        rows["sealer: thread"].append(await loop_lag(True, 3.0, rate, "thread"))
+        rows["sealer: process"].append(await loop_lag(True, 3.0, rate, "process"))
+    print(f"\nevent-loop lag at ~{rate} records/s of 20-chunk streams (3 runs x 3 s, medians)")
     print(f"{'':<16} {'lag p50 ms':>11} {'lag p99 ms':>11}")
     for name, rs in rows.items():
         print(f"{name:<16} {statistics.median(r[0] for r in rs) * 1e3:>11.3f} {statistics.median(r[1] for r in rs) * 1e3:>11.3f}")
@@ -162,8 +174,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--rate", type=int, default=500, help="records/s for the loop-lag table (0: skip it)")
+    ap.add_argument("--sealer", choices=("thread", "process"), default="thread", help="for the first table")
     a = ap.parse_args()
-    code = asyncio.run(main_async(a.n, a.chunks))
+    code = asyncio.run(main_async(a.n, a.chunks, a.sealer))
     if a.rate:
         asyncio.run(lag_table(a.rate))
     return code
