@@ -167,6 +167,11 @@ _FLOOD_WEIGHT = 0.35
 _EMBEDDED_RULES = frozenset({"response_hijack", "addressed_to_model", "exfiltration", "forced_output", "new_instructions", "you_are_now"})
 _EMBEDDED_MIN_CHARS = 400
 _EMBEDDED_WEIGHT = 0.45
+# Optimiser-made suffixes (GCG, DSN): a natural-language request that ends in one line of
+# bracket-and-quote soup. Checked on the last characters only: constant work.
+_SUFFIX_SPAN = 160
+_SUFFIX_SYMBOLS = frozenset("[]{}()\"'`;:#=\\/|<>*^~@$%&+_")
+_SUFFIX_WEIGHT = 0.45
 # "Looks like data, not like a request": a table, mail headers, code, or many short lines.
 _DOCUMENT_SHAPE = re2.compile(r"(?:\|[^\n]*){3,}\n(?:[^\n]*\|){3,}|(?:^|\n)(?:subject|from|to|date|received date|email_from|cc)\s*:|```|(?:^|\n)\s*(?:def |class |import |function |#include|public |return )|[;{}]\s*\n")
 _DOCUMENT_MIN_LINES = 8
@@ -174,7 +179,7 @@ TRICK_WEIGHTS = {"zero_width": 0.35, "bidi_override": 0.5, "tag_chars": 0.8, "ho
 
 # Every signal name this module can emit (tests and docs enumerate them).
 SIGNAL_NAMES = tuple(r.name for r in RULES) + (
-    "base64_instruction", "rot13_instruction", "hex_instruction", "decode_request", "token_flood", "embedded_instruction",
+    "base64_instruction", "rot13_instruction", "hex_instruction", "decode_request", "token_flood", "embedded_instruction", "adversarial_suffix",
 ) + tuple(TRICK_WEIGHTS)
 
 
@@ -186,6 +191,17 @@ def _printable(raw: bytes) -> str | None:
     if not s or sum(ch.isprintable() or ch.isspace() for ch in s) < 0.9 * len(s):
         return None
     return s.lower()
+
+
+def _adversarial_suffix(text: str) -> bool:
+    tail = text[-_SUFFIX_SPAN:]
+    if len(text) < 60 or "\n" in tail:
+        return False
+    head = text[:60]
+    if sum(ch.isalpha() or ch == " " for ch in head) < 0.85 * len(head):
+        return False  # code, tables, markup: punctuation is normal there
+    marks = [ch for ch in tail if ch in _SUFFIX_SYMBOLS]
+    return len(marks) >= 0.06 * len(tail) and len(set(marks)) >= 5
 
 
 def _flooded(plain: str) -> bool:
@@ -209,6 +225,8 @@ def signals(plain: str, original: str) -> dict[str, float]:
         found["embedded_instruction"] = _EMBEDDED_WEIGHT
     if _flooded(plain):
         found["token_flood"] = _FLOOD_WEIGHT
+    if _adversarial_suffix(original):
+        found["adversarial_suffix"] = _SUFFIX_WEIGHT
     if len(original) >= 24:
         decoded = 0
         for m in _B64_RUN.finditer(original):
