@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import pickle
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
@@ -113,6 +114,12 @@ class ProcessSealer:
                 return self._pool.submit(_seal_in_worker, chain_id, seq, head, items).result()
             except (pickle.PicklingError, AttributeError, TypeError) as e:  # e.g. a closure as `finish`
                 log.debug("audit: sealing inline (%s)", e)
+            except (BrokenProcessPool, RuntimeError) as e:
+                # The worker died or never started (e.g. a host script without a __main__ guard, which
+                # spawn re-runs): keep every record, seal inline from now on, and say so.
+                log.error("audit: sealer process unavailable (%r); sealing in the writer thread", e)
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
         self.inline_batches += 1
         return self._inline.seal_batch(chain_id, seq, head, items)
 

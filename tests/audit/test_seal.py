@@ -47,3 +47,19 @@ async def test_writer_with_a_process_sealer(tmp_path, signer, keyring):
     assert w.submit(exchange_body(50))  # late, after stop: sealed inline
     rep = verify.verify_dir(tmp_path, keyring)
     assert rep.status == verify.OK and rep.chains[0].entries == 52
+
+
+def test_a_dead_sealer_process_falls_back_inline(signer):
+    import os
+    import signal
+    items = [(exchange_body(i), None) for i in range(3)]
+    inline = InlineSealer(signer, {}, None).seal_batch("c1", 0, GENESIS, items)
+    proc = ProcessSealer(signer, {}, None, None, None)
+    try:
+        assert proc.seal_batch("c1", 0, GENESIS, items) == inline
+        for pid in list(proc._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        assert proc.seal_batch("c1", 0, GENESIS, items) == inline  # no record lost
+        assert proc.inline_batches == 1 and proc._pool is None
+    finally:
+        proc.close()
