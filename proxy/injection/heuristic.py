@@ -105,6 +105,13 @@ RULES: tuple[Rule, ...] = (
        r"|\b(?:begin|start|prefix|end) (?:your|the|each) (?:response|reply|answer|output) with\b"
        r"|\b(?:respond|reply|answer) (?:only |just )?with (?:only |just )?(?:the (?:word|phrase|text|string) )?[\"'“\[]",
        instruction=True),
+    # "Add X to your response", "merge the following code into your solution": weak on its own
+    # (users ask this of their assistant all the time), strong inside a document (embedded_instruction).
+    _r("output_tampering", 0.20,
+       r"\b(?:add|append|include|insert|enhance|augment|provide|use|replace|remove|rearrange|scramble|misspell|combine|modify|format|translate|convert|embed|merge|blend|fuse|infuse|weave|integrate|incorporate|utili[sz]e|engage|enlist|ensure|mention|suggest|encourage|invite|promote|recommend)\b"
+       r"[^.\n]{0,100}\b(?:your|the assistant'?s?) (?:response|reply|answer|output|solution|codebase|code base|implementation|code|summary)s?\b"
+       r"|\byour (?:code|response|reply|answer|output|solution) (?:should|must|needs to|has to)\b",
+       instruction=True),
     _r("exfiltration", 0.55,
        # a markdown image whose query carries a placeholder or conversation data (README badges
        # also have queries: ?branch=main, ?style=flat; those are not flagged)
@@ -164,7 +171,7 @@ _FLOOD_WEIGHT = 0.35
 # An instruction aimed at the model inside a document-shaped text (an email, a table,
 # code, a page of lines) is the shape of indirect injection; the same words in a
 # request written as prose are usually the user's own wish ("in your answer, include examples").
-_EMBEDDED_RULES = frozenset({"response_hijack", "addressed_to_model", "exfiltration", "forced_output", "new_instructions", "you_are_now"})
+_EMBEDDED_RULES = frozenset({"output_tampering", "response_hijack", "addressed_to_model", "exfiltration", "forced_output", "new_instructions", "you_are_now"})
 _EMBEDDED_MIN_CHARS = 400
 _EMBEDDED_WEIGHT = 0.45
 # Optimiser-made suffixes (GCG, DSN): a natural-language request that ends in one line of
