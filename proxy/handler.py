@@ -204,16 +204,16 @@ class ProxyHandler:
         try:
             resp = await send(st.session, st.address_policy, ex.upstream_url, ex.provider.host, headers, data)
         except EgressBlocked as e:
-            st.metrics.upstream_errors.labels(provider, "egress_blocked").inc()
+            self._fault(ex, "egress_blocked")
             ex.outcome = "denied"
             ex.denied = ("egress", "resolved_address_blocked")
             return error_response(Deny(403, str(e), "permission_error", "egress_denied"), ex.request_id)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            st.metrics.upstream_errors.labels(provider, "timeout").inc()
+            self._fault(ex, "timeout")
             ex.outcome = "upstream_error"
             return error_response(Deny(504, "the provider did not answer in time", "upstream_error", "upstream_timeout"), ex.request_id)
         except aiohttp.ClientError as e:
-            st.metrics.upstream_errors.labels(provider, "connect").inc()
+            self._fault(ex, "connect")
             ex.outcome = "upstream_error"
             log.warning("upstream %s failed: %s", provider, type(e).__name__)
             return error_response(Deny(502, "the provider could not be reached", "upstream_error", "upstream_unavailable"), ex.request_id)
@@ -229,11 +229,11 @@ class ProxyHandler:
                 ex.outcome = "denied"
                 return error_response(deny, ex.request_id)
             if 300 <= resp.status < 400:
-                st.metrics.upstream_errors.labels(provider, "redirect").inc()
+                self._fault(ex, "redirect")
                 ex.outcome = "upstream_error"
                 return error_response(Deny(502, "the provider answered with a redirect, which is never followed", "upstream_error", "upstream_redirect"), ex.request_id)
             if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
-                st.metrics.upstream_errors.labels(provider, "encoding").inc()
+                self._fault(ex, "encoding")
                 ex.outcome = "upstream_error"
                 return error_response(Deny(502, "the provider sent an encoded body although identity was asked for", "upstream_error", "upstream_bad_response"), ex.request_id)
             if resp.status >= 400:
@@ -243,11 +243,16 @@ class ProxyHandler:
                 return await self._stream(request, ex, resp)
             if not ex.stream and ctype == JSON:
                 return await self._body(ex, resp)
-            st.metrics.upstream_errors.labels(provider, "content_type").inc()
+            self._fault(ex, "content_type")
             ex.outcome = "upstream_error"
             return error_response(Deny(502, f"the provider answered with an unexpected content type ({ctype[:64] or 'none'})", "upstream_error", "upstream_bad_response"), ex.request_id)
         finally:
             resp.close()  # a cancelled or finished call closes the upstream socket at once
+
+    def _fault(self, ex: Exchange, kind: str) -> None:
+        """Count an upstream failure and name it in the exchange's decisions (the audit record's reason)."""
+        self.st.metrics.upstream_errors.labels(ex.provider.name, kind).inc()
+        ex.decide("upstream", "error", kind=kind)
 
     async def _read_all(self, resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
         """The whole body, or None if it is over `cap`, cut short, reset or stalled (then a 502, not a 500)."""
@@ -277,7 +282,7 @@ class ProxyHandler:
 
     async def _upstream_error(self, ex: Exchange, resp: aiohttp.ClientResponse) -> web.Response:
         st = self.st
-        st.metrics.upstream_errors.labels(ex.provider.name, f"http_{resp.status // 100}xx" if resp.status != 429 else "http_429").inc()
+        self._fault(ex, f"http_{resp.status // 100}xx" if resp.status != 429 else "http_429")
         ex.outcome = "upstream_error"
         raw = await self._read_all(resp, 65536)
         payload = None
@@ -306,7 +311,7 @@ class ProxyHandler:
         if raw is not None:
             ev = Event(kind="body", data=raw.decode("utf-8", "replace"), raw=raw)
         if ev is None or not isinstance(ev.payload, dict):
-            st.metrics.upstream_errors.labels(ex.provider.name, "bad_body").inc()
+            self._fault(ex, "bad_body")
             ex.outcome = "upstream_error"
             return error_response(Deny(502, "the provider's answer was cut short, not valid JSON or too large", "upstream_error", "upstream_bad_response"), ex.request_id)
         self._observe(ex, ev)
@@ -410,24 +415,24 @@ class ProxyHandler:
                     await write(out + b"".join(encode_event(e) for e in done_events[:1]))
                 else:
                     ex.outcome = "upstream_error"
-                    st.metrics.upstream_errors.labels(ex.provider.name, "truncated").inc()
+                    self._fault(ex, "truncated")
                     await write(out + sse_error("the provider ended the stream without [DONE]; the answer is incomplete", "upstream_error", "upstream_truncated"))
         except DenyError as e:
             ex.outcome = "cut_stream"
             await self._try_write(write, sse_error(e.deny.message, e.deny.type, e.deny.code))
         except SSEError as e:
             ex.outcome = "upstream_error"
-            st.metrics.upstream_errors.labels(ex.provider.name, "bad_sse").inc()
+            self._fault(ex, "bad_sse")
             await self._try_write(write, sse_error(f"the provider's stream was malformed: {e}", "upstream_error", "upstream_bad_response"))
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             ex.outcome = "upstream_error"
-            st.metrics.upstream_errors.labels(ex.provider.name, "stall").inc()
+            self._fault(ex, "stall")
             await self._try_write(write, sse_error("the provider stopped sending; the answer is incomplete", "upstream_error", "upstream_timeout"))
         except ClientGone:
             ex.outcome = "client_disconnect"
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
             ex.outcome = "upstream_error"
-            st.metrics.upstream_errors.labels(ex.provider.name, "reset").inc()
+            self._fault(ex, "reset")
             await self._try_write(write, sse_error("the provider's connection was reset; the answer is incomplete", "upstream_error", "upstream_reset"))
         finally:
             shutdown_task.cancel()

@@ -266,6 +266,22 @@ def test_h1_h2_cut_stream_raises_in_the_sdk_and_never_sends_done(px, up, mode, c
     assert upstream_errors(px, kind) == before + 2
 
 
+def test_h1_h2_the_audit_record_names_the_failure(make_proxy):
+    proxy = make_proxy(pipeline=[{"type": "tenant"}, {"type": "egress"}, {"type": "audit", "chain_id": "faults"}],
+                       server={"sse_keepalive_s": 0})
+    for mode in ("reset", "nodone", "badsse"):
+        with pytest.raises(openai.APIError):
+            list(ask(client(proxy), f"a b c d e f mock:{mode}", stream=True))
+    with pytest.raises(openai.InternalServerError):
+        ask(client(proxy), "x mock:http500")
+    proxy.stop()  # flushes the audit sink
+    records = [orjson.loads(line) for p in sorted((proxy.tmp / "data" / "audit" / "records").rglob("*.jsonl"))
+               for line in p.read_text().splitlines()]
+    kinds = [next(d["detail"]["kind"] for d in r["decisions"] if d["stage"] == "upstream") for r in records if r.get("type") == "exchange"]
+    assert kinds == ["reset", "truncated", "bad_sse", "http_5xx"]
+    assert all(r["outcome"] == "upstream_error" for r in records if r.get("type") == "exchange")
+
+
 def test_h1_async_sdk_raises_too(px, up):
     async def run():
         c = openai.AsyncOpenAI(base_url=px.base_url, api_key=token(), default_headers={"X-Tenant-ID": "acme"}, max_retries=0)
