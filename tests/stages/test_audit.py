@@ -11,7 +11,6 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, IbanRecognizer, UsSsnRecognizer
 
 from proxy.audit import verify
 from proxy.audit.content import SubjectKeys
@@ -19,9 +18,12 @@ from proxy.audit.digest import ResponseDigest
 from proxy.audit.keyring import Keyring, key_id
 from proxy.audit.query import Query, iter_records
 from proxy.config.policy import ProviderTarget
+from proxy.leak.secret import redact_text, secret_detector
 from proxy.metrics import Metrics
 from proxy.pipeline.chain import Chain
 from proxy.pipeline.deny import Deny
+from proxy.pii.detector import Detector
+from proxy.pii.settings import DetectionSettings
 from proxy.pipeline.stage import Stage
 from proxy.stages.audit import AuditStage
 from proxy.wire.event import Event
@@ -107,7 +109,7 @@ async def test_one_record_per_exchange_with_what_stages_decided(tmp_path):
 
 
 async def test_no_jwt_provider_key_or_pii_in_any_record(tmp_path):
-    """L7 / D2: grep the files, and scan them with Presidio's recognizers."""
+    """L7 / D2: grep the files, and scan them with the proxy's own detectors."""
     stage = await _stage(tmp_path)
     chain = Chain([Settling(Settling.Config(type="budget"), stage.policy, stage.services), stage])
     planted = " ".join(f"my {k} is {v}" for k, v in PII.items())
@@ -119,10 +121,12 @@ async def test_no_jwt_provider_key_or_pii_in_any_record(tmp_path):
     for secret in (JWT, JWT.split(".")[1], PROVIDER_KEY, *PII.values()):
         assert secret not in raw
     assert "[redacted]" in raw  # the buggy stage's detail was scrubbed, not dropped
+    # the proxy's own detectors: the pii engine (Presidio recognizers) and the leak engine's secret patterns
+    detector = Detector(DetectionSettings())
+    assert {s.entity for s in detector.find(planted)} >= {"CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE"}  # it would see them
     text = raw.replace("\\n", " ")
-    for rec in (CreditCardRecognizer(), UsSsnRecognizer(), IbanRecognizer()):
-        hits = rec.analyze(text, rec.supported_entities, None)
-        assert [text[h.start:h.end] for h in hits if h.score >= 0.5] == []
+    assert [(s.entity, text[s.start:s.end]) for s in detector.find(text)] == []
+    assert redact_text(text, secret_detector())[1] == []
 
 
 async def test_denied_requests_are_audited_with_the_claimed_tenant(tmp_path):
