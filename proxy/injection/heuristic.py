@@ -45,7 +45,8 @@ RULES: tuple[Rule, ...] = (
        rf"\b{_VERB_IGNORE}\b(?: (?:about|all|of|the|your|any|these|those|what|everything|you were|you've been|you have been|i|we|said|told|given|before|earlier|above|previously|and|that|this|were|was|to|do|me)){{0,5}} (?:{_OLD} ){{0,3}}{_ORDERS}\b",
        instruction=True),
     _r("ignore_above", 0.55,
-       r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|before|previous(?:ly)?|prior|said|written)\b"
+       # "ignore the above." / "forget everything before and ...", not "disregard the previous budget"
+       r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|before|previous(?:ly)?|prior|said|written)(?:[.,;:!]|$| and\b| text\b| content\b| input\b| prompts?\b| lines?\b)"
        r"|\b(?:ignore|disregard|skip) the rest of (?:this|the) (?:data|text|document|input|page|file|email|message|content)\b",
        instruction=True),
     # The most common German, Spanish and French forms (public injection sets are multilingual).

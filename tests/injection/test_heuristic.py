@@ -69,6 +69,7 @@ def test_every_rule_has_a_case():
     "### New features\n- faster export\n### Installation\nVisit https://example.org/docs for details.",
     "Please report security issues by email to security@example.org.",
     "Please ignore my previous message, I meant Tuesday not Monday.",
+    "My boss told me to disregard the previous budget and use the new numbers.",
     "Wie wird das Wetter morgen in Berlin?",
 ])
 def test_ordinary_text_fires_no_instruction_rule(text):
