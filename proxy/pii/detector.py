@@ -50,6 +50,7 @@ _ANY_URL = re2.compile(rb"[\d@.:/]")
 _WORD = re.compile(r"\w+")
 _IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
 _DOTTED = re.compile(r"\d\.\d")
+_STRONG_PHONE = re.compile(r"[-+(.]")
 _NOT_DIGITS = re.compile(r"\D+")
 CONTEXT_BOOST = 0.35  # Presidio's context_similarity_factor
 CONTEXT_MIN = 0.4  # Presidio's min_score_with_context_similarity
@@ -197,7 +198,14 @@ class _Compiled:
                 continue
             whole_ok = False
             longest = 0
-            for e in [end] + [s + i for i in range(end - s - 1, 0, -1) if text[s + i] == " "]:
+            ends = [end]
+            if (not self.cut_needs_neighbor or digits > self.digit_range[1]
+                    or self._score(text[s:end], pscore) > 0):
+                # Cards: always (a trailing group may spoil the Luhn sum). Phones: when too long
+                # to be one number, or valid but perhaps overlapping another entity; a phone of
+                # the right length but the wrong shape (hex bytes, a list) has no cuts.
+                ends += [s + i for i in range(end - s - 1, 0, -1) if text[s + i] == " "]
+            for e in ends:
                 score = self._score(text[s:e], pscore)
                 if score > 0:
                     out.append(Span(base + s, base + e, self.entity, score))
@@ -207,6 +215,8 @@ class _Compiled:
                     longest = max(longest, e)
             if whole_ok:
                 pos = end
+            elif self.cut_needs_neighbor and digits <= self.digit_range[1]:
+                pos = end  # phones: the right length but the wrong shape (a list, hex bytes)
             elif longest and self.cut_needs_neighbor:
                 pos = longest  # phones: the next one starts after the longest valid cut
             else:  # the whole match is not one number: the next one may start at the next group
@@ -238,6 +248,7 @@ class Detector:
         self._custom = [_Compiled(r) for r in customs]
         self._url = "URL" in settings.entities
         self._threshold = settings.score_threshold
+        self._entity_names = tuple(sorted({c.entity for c in self._builtin + self._custom}))
         self._contexts: dict[str, frozenset[str]] = {}
         for c in self._builtin + self._custom:
             self._contexts[c.entity] = self._contexts.get(c.entity, frozenset()) | c.context
@@ -289,6 +300,15 @@ class Detector:
             comp.scan(text, 0, cands, None, deadline)
         if self.ner is not None:
             cands.extend(Span(h.start, h.end, h.entity, NER_SCORE) for h in self.ner.find(text))
+        if cut:
+            # A phone cut short of its match stands if it looks like a phone on its own (+, (,
+            # - or . in it) or if another kind of entity starts right after it ("4111 1111 1111"
+            # cut from an invalid card does not). Filtered before overlaps are resolved, so a
+            # dropped cut cannot shadow the alternatives.
+            others = {(sp.start, sp.entity) for sp in cands if (sp.start, sp.end) not in cut}
+            cands = [sp for sp in cands if (sp.start, sp.end) not in cut
+                     or _STRONG_PHONE.search(text, sp.start, sp.end) is not None
+                     or any((sp.end + 1, e) in others for e in self._entity_names if e != sp.entity)]
         if not cands:
             return []
         yield
@@ -320,10 +340,6 @@ class Detector:
                 kept.append(sp if score == sp.score else Span(sp.start, sp.end, sp.entity, score))
         yield
         spans = resolve(text, kept, self._allow)
-        if cut:
-            # A cut candidate only stands when the rest of its match is another entity.
-            starts = {sp.start for sp in spans}
-            spans = [sp for sp in spans if (sp.start, sp.end) not in cut or sp.end + 1 in starts]
         return spans
 
     @staticmethod

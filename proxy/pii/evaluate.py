@@ -187,7 +187,7 @@ def _detector_from(policy: str | None, tenant: str | None) -> Detector:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="ramparts eval pii", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="ramparts eval pii", description="Evaluate the proxy's PII detection on a JSONL file of labelled texts.")
     ap.add_argument("file", help="JSONL rows: {text, entities: [{start, end, type}]}")
     ap.add_argument("--policy", help="take the pii stage's settings from this policy file")
     ap.add_argument("--tenant", help="with --policy: that tenant's overrides")

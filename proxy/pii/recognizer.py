@@ -30,6 +30,7 @@ from presidio_analyzer.predefined_recognizers import (
 
 
 _NON_DIGITS = re.compile(r"\D+")
+_DIGIT_RUNS = re.compile(r"\d+")
 
 
 class RecognizerConfigError(ValueError):
@@ -127,6 +128,9 @@ class PhoneShapeRecognizer(PatternRecognizer):
             return True
         if self._DATE.match(core) or self._IPV4.match(core) or self._SSN_SHAPE.match(core):
             return True
+        groups = _DIGIT_RUNS.findall(core)
+        if len(groups) >= 6 and max(map(len, groups)) <= 2 and core[0] not in "+(":
+            return True  # "61 63 63 65 73 73": hex bytes or a list of small numbers, not a phone
         return False
 
 
