@@ -43,7 +43,7 @@ async def scene(ctx: DemoContext) -> None:
     ctx.say("app got, streamed", sse_events=len(deltas), first_events=deltas[:12], text=answer)
 
     r = await ctx.client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "my iban is GB56HXDO88167774656119, ssn 460-89-9847"}])
-    ctx.say("non-stream, same request map", provider_received=_messages_seen(ctx.provider_log()[-1]),
+    ctx.say("non-stream (a new request, its own token map)", provider_received=_messages_seen(ctx.provider_log()[-1]),
             app_got=r.choices[0].message.content)
 
     before = len(ctx.provider_log())
