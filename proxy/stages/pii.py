@@ -76,8 +76,10 @@ class PiiStage(Stage):
 
     async def on_request(self, ex: Exchange) -> Deny | None:
         """Scan every carrier; block (400) for `pii: block` tenants, else tokenize in place."""
+        if ex.body is None:
+            return None  # no body, no text (the handler answers /v1/models itself)
         tenant = ex.tenant
-        if tenant is None or ex.body is None or tenant.id not in self._keys:
+        if tenant is None or tenant.id not in self._keys:  # fail closed: keys are per tenant
             return Deny(500, "pii: no tenant identity for this request", "server_error", "misconfigured", reason="no_identity")
         carriers = request_carriers(ex.route, ex.body)
         if not carriers:

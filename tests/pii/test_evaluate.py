@@ -61,3 +61,9 @@ def test_bad_rows_are_reported(tmp_path, capsys):
     p.write_text('{"entities": []}\n')
     assert main([str(p)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_cli_reference_engine_is_presidio(tmp_path, capsys):
+    assert main([str(write(tmp_path, ROWS)), "--engine", "presidio"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["by_type"]["EMAIL_ADDRESS"]["recall"] == 1.0 and last["roundtrip_ok"] is True

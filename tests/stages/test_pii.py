@@ -364,3 +364,9 @@ def test_end_to_end_property_provider_never_sees_values_and_stream_restores(prox
     assert got == f"Echo: {text.strip()}"  # the mock echoes the stripped message without its directive
     sent = orjson.dumps(mock.log[before]["body"]).decode()
     assert not any(v in sent for v in (EMAIL, PHONE, CARD, SSN, "ann@example.org", "GB56HXDO88167774656119"))
+
+
+async def test_no_identity_fails_closed(stage, policy):
+    ex = make_exchange(policy, chat({"role": "user", "content": f"mail {EMAIL}"}), tenant=None)
+    deny = await stage.on_request(ex)
+    assert deny is not None and deny.status == 500
