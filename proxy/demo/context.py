@@ -6,6 +6,7 @@ import json
 import os
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import openai
@@ -18,6 +19,7 @@ class DemoContext:
     base_url: str
     provider_log: Callable[[], list[dict[str, Any]]]
     secret: bytes
+    data_dir: Path = Path("data/demo")
     issuer: str = "https://issuer.local"
     audience: str = "ramparts"
     color: bool = False

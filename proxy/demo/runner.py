@@ -19,7 +19,7 @@ from proxy.mock_provider import MockProvider
 from proxy.serve import Server, split_listen
 
 # Scenes in order; each module exposes `async def scene(ctx)`.
-SCENES = ("proxy.demo.core",)
+SCENES = ("proxy.demo.core", "proxy.demo.injection", "proxy.demo.pii", "proxy.demo.leak", "proxy.demo.budget", "proxy.demo.audit")
 
 
 def _default_policy() -> Path:
@@ -40,7 +40,7 @@ async def run(policy_path: Path, data_dir: Path) -> int:
     server = Server(state, policy.server.listen, policy.server.ops_listen)
     await server.start()
     ctx = DemoContext(base_url=f"http://{policy.server.listen}/v1", provider_log=lambda: provider.state.log,
-                      secret=os.environ["RAMPARTS_JWT_SECRET"].encode())
+                      secret=os.environ["RAMPARTS_JWT_SECRET"].encode(), data_dir=data_dir)
     print(f"Ramparts demo: proxy on http://{policy.server.listen}, mock provider on {mock_host}:{mock_port}, policy {policy_path}")
     try:
         for name in SCENES:
