@@ -81,13 +81,13 @@ def long_benign(seed: int = 11) -> list[Row]:
     return out
 
 
-def speed(scorer: Scorer, runs: int) -> None:
+def speed(scorer: Scorer, runs: int, iterations: int = 300) -> None:
     text = ("Hi team, the quarterly numbers are attached. Revenue grew in every region except the north, "
             "where two large customers delayed renewals. Please review the forecast tab before Thursday. ") * 20
     text = text[:2048]
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
 
-    def p50(fn, n=300) -> float:
+    def p50(fn, n=iterations) -> float:
         meds = []
         for _ in range(runs):
             ts = []
@@ -119,20 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="a few rows and iterations: checks the bench runs, not the numbers")
     args = ap.parse_args(argv)
     scorer = Scorer(Classifier.load())
     rows = [r for r in read_jsonl(args.data / "injection_dev.jsonl") if is_held_out(r)]
+    if args.quick:
+        rows = rows[::10]
     print(f"Held-out split: {len(rows)} rows of injection_dev.jsonl (default bands {Bands().thresholds()})")
     result, scores = evaluate(rows, scorer, Bands())
     print_report(result, rows, scores)
     ablation(rows, scorer)
-    prose = long_benign()
+    prose = long_benign()[:: 10 if args.quick else 1]
     if prose:
         res, _ = evaluate(prose, scorer, Bands())
         print(f"\nLong benign texts never trained on ({len(prose)} pieces of 1-4 KB):")
         for name, b in res["bands"].items():
             print(f"  band {name:<9} (>= {b['threshold']}): " + "  ".join(f"{k} FPR {v:.3f}" for k, v in b["fpr_by_subtype"].items()))
-    speed(scorer, args.runs)
+    speed(scorer, 1 if args.quick else args.runs, 20 if args.quick else 300)
     return 0
 
 
