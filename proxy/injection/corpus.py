@@ -36,8 +36,9 @@ class Row:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_jsonl(path: str | Path) -> list[Row]:
-    """Rows of a JSONL file; a line that is not a labelled row is an error with its number."""
+def read_jsonl(path: str | Path, skipped: list[str] | None = None) -> list[Row]:
+    """Rows of a JSONL file. A line that is not a labelled row is an error with its number,
+    or, when a `skipped` list is given, is described there and left out."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -50,7 +51,10 @@ def read_jsonl(path: str | Path) -> list[Row]:
                 if label not in (0, 1) or not isinstance(text, str):
                     raise ValueError("label must be 0 or 1 and text a string")
             except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: not a labelled row ({e})") from e
+                if skipped is None:
+                    raise ValueError(f"{path}:{n}: not a labelled row ({e})") from e
+                skipped.append(f"{path}:{n}: {e}")
+                continue
             rows.append(Row(text, label, str(d.get("subtype") or ("attack" if label else "benign")),
                             str(d.get("source", "")), str(d.get("id", n)), bool(d.get("train_ok", False)),
                             d.get("meta") if isinstance(d.get("meta"), dict) else {}))

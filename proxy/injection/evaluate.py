@@ -83,10 +83,13 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     try:
         bands, model = bands_from_policy(args.policy, args.tenant) if args.policy else (Bands(), None)
-        rows = read_jsonl(args.file)
+        skipped: list[str] = []
+        rows = read_jsonl(args.file, skipped)
     except (OSError, ValueError) as e:
         print(f"ramparts eval injection: {e}", file=sys.stderr)
         return 2
+    if skipped:  # one bad line should not void a whole evaluation: say so and go on
+        print(f"ramparts eval injection: skipped {len(skipped)} line(s) that are not labelled rows, first: {skipped[0]}", file=sys.stderr)
     if args.held_out:
         rows = [r for r in rows if is_held_out(r)]
     if not rows:

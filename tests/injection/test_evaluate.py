@@ -43,9 +43,18 @@ def test_eval_uses_policy_bands_for_tenant(tmp_path, capsys):
     assert bands["block"]["threshold"] == 0.95
 
 
+def test_bad_lines_are_skipped_and_reported(tmp_path, capsys):
+    p = write_rows(tmp_path)
+    p.write_text(p.read_text() + "not json\n" + '{"text": "x", "label": 7}\n')
+    assert main([str(p)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["rows"] == 4
+    assert "skipped 2 line(s)" in captured.err
+
+
 def test_eval_errors_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
-    assert main([str(bad)]) == 2
+    assert main([str(bad)]) == 2  # nothing valid left
     assert main([str(tmp_path / "missing.jsonl")]) == 2
     assert "ramparts eval injection" in capsys.readouterr().err
