@@ -14,7 +14,9 @@ repetition, targets rotated, and the table shows the median over repetitions
 with min-max. "+p50" is p50(target) - p50(direct) from the same repetition;
 "% floor" is RPS(target) / RPS(pass-through); "CPU/req" is the user+system CPU
 of the proxy process (of the mock for "direct") per completed request, which
-is less sensitive to noise from other processes on the machine than RPS.
+is less sensitive to noise from other processes on the machine than RPS;
+"proxy code ms/req" is Ramparts' own ramparts_proxy_overhead_seconds (wall time
+in proxy code: total minus waiting for the provider), mean per request.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class Proc:
     port: int
     popen: subprocess.Popen
     log: Path
+    ops_port: int | None = None  # Ramparts: /metrics, for the time spent in proxy code
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -142,6 +145,7 @@ class Sample:
     p99: float  # ms
     errors: int
     cpu_us: float  # per request, of the process under test
+    own_ms: float = float("nan")  # Ramparts only: mean ramparts_proxy_overhead_seconds per request
 
 
 @dataclass
@@ -161,8 +165,8 @@ def med(xs: list[float]) -> str:
 
 
 def render(cells: dict[tuple[str, int, str], Cell], modes: list[str], concs: list[int], targets: list[str]) -> str:
-    head = ("| mode | c | target | RPS | p50 ms | p99 ms | +p50 vs direct ms | % of floor RPS | CPU µs/req | errors |\n"
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| mode | c | target | RPS | p50 ms | p99 ms | +p50 vs direct ms | % of floor RPS | CPU µs/req "
+            "| proxy code ms/req | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = [head]
     for mode in modes:
         for c in concs:
@@ -173,7 +177,7 @@ def render(cells: dict[tuple[str, int, str], Cell], modes: list[str], concs: lis
                     mode, str(c), t, med([x.rps for x in s]), med([x.p50 for x in s]), med([x.p99 for x in s]),
                     med(cell.added_p50) if t != "direct" else "-",
                     med([100 * x for x in cell.share]) if t not in ("direct", "passthrough") else "-",
-                    med([x.cpu_us for x in s]), str(sum(x.errors for x in s))]) + " |")
+                    med([x.cpu_us for x in s]), med([x.own_ms for x in s]), str(sum(x.errors for x in s))]) + " |")
     return "\n".join(rows)
 
 
@@ -190,6 +194,23 @@ def verdict(cells: dict[tuple[str, int, str], Cell], modes: list[str], concs: li
             ok = "PASS" if added <= TARGET_ADDED_P50_MS else "FAIL"
             out.append(f"{mode:6} c=1:  Ramparts added p50 = {added:.3f} ms (target <= {TARGET_ADDED_P50_MS} ms) {ok}")
     return out
+
+
+async def overhead(port: int | None) -> tuple[float, float]:
+    """(sum seconds, count) of ramparts_proxy_overhead_seconds from the ops listener."""
+    if port is None:
+        return float("nan"), 0.0
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+    text = (await reader.read()).decode("utf-8", "replace")
+    writer.close()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("ramparts_proxy_overhead_seconds_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ramparts_proxy_overhead_seconds_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
 
 
 async def measure(args, procs: dict[str, Proc], requests: dict[tuple[str, str], bytes],
@@ -213,13 +234,16 @@ async def measure(args, procs: dict[str, Proc], requests: dict[tuple[str, str], 
                 for t in order:
                     proc = procs["mock" if t == "direct" else t]
                     cpu0 = proc.cpu_seconds()
+                    own0 = await overhead(proc.ops_port)
                     r: LoadResult = await run_load("127.0.0.1", procs[t].port, requests[(t, m)], concurrency=c,
                                                    duration=args.duration, warmup=args.warmup, stream=m == "stream")
                     cpu = proc.cpu_seconds() - cpu0
+                    own1 = await overhead(proc.ops_port)
+                    own_ms = 1000 * (own1[0] - own0[0]) / (own1[1] - own0[1]) if own1[1] > own0[1] else float("nan")
                     if r.first_error:
                         print(f"  ! {t} {m} c={c}: {r.errors} errors, first: {r.first_error}", file=sys.stderr)
                     got[t] = Sample(r.rps, 1000 * r.percentile(50), 1000 * r.percentile(99), r.errors,
-                                    1e6 * cpu / max(1, r.total))
+                                    1e6 * cpu / max(1, r.total), own_ms)
                 for t, s in got.items():
                     cell = cells[(m, c, t)]
                     cell.samples.append(s)
@@ -281,11 +305,12 @@ def main(argv: list[str] | None = None) -> int:
             (tmp / name).mkdir()
             policy_file = tmp / name / "policy.yaml"
             policy_file.write_text(yaml.safe_dump(bench_policy(mock_port, stages, tenant_extra), sort_keys=False))
-            port = free_port()
+            port, ops_port = free_port(), free_port()
             procs[name] = spawn(name, ["-m", "proxy.cli", "serve", "--policy", str(policy_file),
-                                       "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{free_port()}",
+                                       "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{ops_port}",
                                        "--data-dir", str(tmp / name / "data"), "--log-level", "WARNING"],
                                 proxy_cpu, port, tmp, env)
+            procs[name].ops_port = ops_port
             if name != "ramparts":
                 targets.append(name)
         procs["direct"] = procs["mock"]
