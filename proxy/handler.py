@@ -366,6 +366,8 @@ class ProxyHandler:
         async def through(events: list[Event]) -> bytes:
             parts = []
             for ev in events:
+                if ev.data is None and ev.comment is None:
+                    continue  # a data-less frame (only retry:/id:/event:) makes openai-python fail
                 if ev.data is not None and not ev.is_done and not isinstance(ev.payload, dict):
                     raise SSEError("an event's data is not a JSON object")  # never relay what no stage could read
                 self._observe(ex, ev)

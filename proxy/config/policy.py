@@ -37,8 +37,7 @@ class ServerConfig(Strict):
     max_line_size: int = Field(8190, ge=1024, le=65536)
     max_field_size: int = Field(16384, ge=4096, le=65536)  # real JWTs with many claims exceed 8 KB
     max_headers: int = Field(100, ge=16, le=256)
-    keepalive_timeout_s: float = Field(15.0, gt=0, le=600)
-    header_timeout_s: float = Field(10.0, gt=0, le=120)
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=600)  # idle keep-alive AND the slow-header deadline (aiohttp arms it at connect)
     body_timeout_s: float = Field(30.0, gt=0, le=600)
     upstream_connect_timeout_s: float = Field(10.0, gt=0, le=120)
     upstream_read_timeout_s: float = Field(120.0, gt=0, le=3600)  # per read: a healthy slow stream lives on

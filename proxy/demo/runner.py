@@ -19,7 +19,7 @@ from proxy.mock_provider import MockProvider
 from proxy.serve import Server, split_listen
 
 # Scenes in order; each module exposes `async def scene(ctx)`.
-SCENES = ("proxy.demo.core", "proxy.demo.injection", "proxy.demo.pii", "proxy.demo.leak", "proxy.demo.budget", "proxy.demo.audit")
+SCENES = ("proxy.demo.core", "proxy.demo.security", "proxy.demo.injection", "proxy.demo.pii", "proxy.demo.leak", "proxy.demo.budget", "proxy.demo.audit")
 
 
 def _default_policy() -> Path:
