@@ -13,16 +13,38 @@ _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+class _Children:
+    """labels() with its children memoized by the label values: prometheus_client takes a lock and
+    re-validates on every call, and the handler calls it several times per request."""
+
+    def labels(self, *values, **kw):
+        if kw:
+            return super().labels(*values, **kw)
+        memo = self.__dict__.setdefault("_children", {})
+        child = memo.get(values)
+        if child is None:
+            child = memo[values] = super().labels(*values)
+        return child
+
+
+class _Counter(_Children, Counter):
+    pass
+
+
+class _Histogram(_Children, Histogram):
+    pass
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, tenant_label: bool = False) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.tenant_label = tenant_label
         r = self.registry
         t = ("tenant",) if tenant_label else ()
-        self.requests = Counter("ramparts_requests_total", "Requests by route and status", ("route", "status") + t, registry=r)
-        self.duration = Histogram("ramparts_request_duration_seconds", "Whole request duration", ("route",), buckets=_LATENCY, registry=r)
-        self.upstream_ttfb = Histogram("ramparts_upstream_ttfb_seconds", "Upstream time to first byte", ("provider",), buckets=_LATENCY, registry=r)
-        self.overhead = Histogram("ramparts_proxy_overhead_seconds", "Request time spent in the proxy (total minus upstream)", ("route",), buckets=_FAST + (0.25, 0.5, 1.0), registry=r)
+        self.requests = _Counter("ramparts_requests_total", "Requests by route and status", ("route", "status") + t, registry=r)
+        self.duration = _Histogram("ramparts_request_duration_seconds", "Whole request duration", ("route",), buckets=_LATENCY, registry=r)
+        self.upstream_ttfb = _Histogram("ramparts_upstream_ttfb_seconds", "Upstream time to first byte", ("provider",), buckets=_LATENCY, registry=r)
+        self.overhead = _Histogram("ramparts_proxy_overhead_seconds", "Request time spent in the proxy (total minus upstream)", ("route",), buckets=_FAST + (0.25, 0.5, 1.0), registry=r)
         self.upstream_errors = Counter("ramparts_upstream_errors_total", "Upstream failures by kind", ("provider", "kind"), registry=r)
         self.in_flight_streams = Gauge("ramparts_in_flight_streams", "Streams currently open to clients", registry=r)
         self.in_flight = Gauge("ramparts_in_flight_requests", "Requests currently being handled", registry=r)

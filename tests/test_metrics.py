@@ -25,3 +25,15 @@ def test_decisions_with_the_tenant_label():
     assert value(m, stage="tenant", decision="allow", tenant="acme") == 2
     assert value(m, stage="tenant", decision="allow", tenant="globex") == 1
     assert value(m, stage="tenant", decision="deny", tenant="-") == 1
+
+
+def test_request_metrics_children_are_reused_and_count():
+    m = Metrics(tenant_label=True)
+    a = m.requests.labels("chat", "200", "acme")
+    assert m.requests.labels("chat", "200", "acme") is a
+    a.inc()
+    m.requests.labels(route="chat", status="200", tenant="acme").inc()  # keyword form still works
+    m.duration.labels("chat").observe(0.01)
+    m.duration.labels("chat").observe(0.02)
+    assert m.registry.get_sample_value("ramparts_requests_total", {"route": "chat", "status": "200", "tenant": "acme"}) == 2
+    assert m.registry.get_sample_value("ramparts_request_duration_seconds_count", {"route": "chat"}) == 2
