@@ -248,3 +248,13 @@ async def test_a_broken_model_fails_closed_by_default(on_error, status):
         assert deny is None and ex.decisions[-1].decision == "error_open"
     else:
         assert deny.status == status and deny.code == "injection_unavailable"
+
+
+async def test_tool_descriptions_and_tool_call_arguments_are_scored():
+    st = stage()
+    tools = [{"type": "function", "function": {"name": "lookup", "description": ATTACK, "parameters": {"type": "object"}}}]
+    ex, deny = await run(st, body(("user", BENIGN), tools=tools))
+    assert deny is not None and decision(ex).detail["carrier_kind"] == "tool_description"
+    call = {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "' + ATTACK + '"}'}}]}
+    ex, deny = await run(stage(), {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": BENIGN}, call]})
+    assert deny is not None and decision(ex).detail["carrier_kind"] == "tool_arguments"
