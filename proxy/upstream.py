@@ -10,6 +10,7 @@ against the AddressPolicy at connect time.
 from __future__ import annotations
 
 import socket
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -59,10 +60,16 @@ def make_session(server: ServerConfig, address_policy: AddressPolicy, resolver: 
     )
 
 
+@lru_cache(maxsize=1024)
+def _literal_refused(address_policy: AddressPolicy, host: str) -> bool:
+    """Provider hosts come from the policy: a small, fixed set, so the answer is cached."""
+    return is_ip_literal(host) and not address_policy.permits(host.strip("[]"))
+
+
 async def send(session: aiohttp.ClientSession, address_policy: AddressPolicy, url: str, host: str,
                headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
     """POST to the provider. IP-literal hosts skip aiohttp's resolver, so check them here."""
-    if is_ip_literal(host) and not address_policy.permits(host.strip("[]")):
+    if _literal_refused(address_policy, host):
         raise EgressBlocked(f"{host} is outside the egress policy")
     return await session.post(url, data=body, headers=headers, allow_redirects=False, compress=None)
 
