@@ -143,3 +143,29 @@ async def test_a_stream_without_provider_usage_is_settled_from_the_counted_outpu
     u = await usage(proxy)
     assert u["budget_usd"]["in_flight"] == 0 and u["interactions"]["used"] == 1
     assert u["budget_usd"]["spent"] > 0  # prompt count + counted output, never free
+
+
+async def test_usage_endpoint_needs_ai_completion_and_shows_only_the_callers_tenant(make_proxy, mock):
+    proxy = make_proxy(pipeline=PIPELINE)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(proxy.base_url + "/chat/completions", data=chat("hi"), headers=headers()) as r:
+            assert r.status == 200
+        for tok, status in ((None, 401), (token("acme", scopes=("ai:audit",)), 403), (token("acme", scopes=("ai:embed",)), 403)):
+            h = {"X-Tenant-ID": "acme", **({"Authorization": f"Bearer {tok}"} if tok else {})}
+            async with s.get(proxy.base_url + "/usage", headers=h) as r:
+                err = orjson.loads(await r.read())["error"]
+                assert r.status == status and err["message"] and err["type"]  # OpenAI error shape
+        # another tenant's header with acme's token: refused before anything is read
+        async with s.get(proxy.base_url + "/usage", headers={"Authorization": f"Bearer {token('acme')}", "X-Tenant-ID": "globex"}) as r:
+            assert r.status == 403
+        # a query parameter naming another tenant is ignored: the verified tenant decides
+        h = {"Authorization": f"Bearer {token('globex')}", "X-Tenant-ID": "globex"}
+        async with s.get(proxy.base_url + "/usage?tenant=acme", headers=h) as r:
+            body = await r.json()
+            assert r.status == 200 and body["tenant"] == "globex" and body["interactions"]["used"] == 0
+        async with s.post(proxy.base_url + "/usage", headers=headers()) as r:
+            assert r.status == 405
+    u = await usage(proxy)
+    assert u["tenant"] == "acme" and u["interactions"]["used"] == 1 and u["plan"] == "pro"
+    assert u["interactions"]["limit"] == 5000 and u["max_tokens_per_request"] == 8000
+    assert len(mock.log) == 1  # the usage endpoint never reaches the provider
