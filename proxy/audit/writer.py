@@ -88,8 +88,10 @@ class AuditWriter:
     def __init__(self, directory: Path, chain_id: str | None, writer_signer: Signer,
                  tenant_signers: dict[str, Signer], options: WriterOptions, metrics: Any = None,
                  subject_keys: SubjectKeys | None = None, clock_day: Callable[[], str] = _today,
-                 sealer: Any = None) -> None:
+                 sealer: Any = None, checkpoints_dir: Path | None = None) -> None:
         self.dir = Path(directory)
+        # Checkpoints go to their own directory (default <dir>/checkpoints): mount it elsewhere, ship it.
+        self.checkpoints_dir = Path(checkpoints_dir) if checkpoints_dir is not None else self.dir / layout.CHECKPOINTS
         self.requested_chain = chain_id
         self.chain_id = chain_id or default_chain_id()
         self.signer = writer_signer
@@ -261,7 +263,7 @@ class AuditWriter:
     def _open(self) -> None:
         root = self.dir / layout.RECORDS
         root.mkdir(parents=True, exist_ok=True)
-        (self.dir / layout.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         self._lock_chain(root)
         self._recover(root / self.chain_id)
 
@@ -284,7 +286,7 @@ class AuditWriter:
 
     def _recover(self, chain_dir: Path) -> None:
         s = self._state
-        ckpts = self.dir / layout.CHECKPOINTS / f"{self.chain_id}.jsonl"
+        ckpts = self.checkpoints_dir / f"{self.chain_id}.jsonl"
         ckpt_seq = -1
         if ckpts.exists():
             self._cut_torn_tail(ckpts)  # a crash while appending a checkpoint: it never counted
@@ -416,7 +418,7 @@ class AuditWriter:
                "prev": s.last_checkpoint, "kid": self.signer.kid}
         doc["hash"] = entry_hash(doc)
         doc["sig"] = self.signer.sign(doc["hash"])
-        path = self.dir / layout.CHECKPOINTS / f"{self.chain_id}.jsonl"
+        path = self.checkpoints_dir / f"{self.chain_id}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             os.write(fd, orjson.dumps(doc) + b"\n")

@@ -39,6 +39,9 @@ async def scene(ctx: DemoContext) -> None:
     except openai.RateLimitError as e:
         ctx.say("request 6: the plan is used up", status=e.status_code, error=e.body,
                 retry_hint=e.response.headers.get("x-should-retry"), provider_calls_made=len(ctx.provider_log()) - calls)
+        message = (e.body or {}).get("message", "") if isinstance(e.body, dict) else ""
+        if "resets on" not in message or "Upgrade" not in message:  # the 100 % message: reset date and the way up
+            raise SystemExit(f"demo: the refusal does not name the reset date and the upgrade path: {message!r}")
     if len(ctx.provider_log()) != calls:
         raise SystemExit("demo: the provider was called for a refused request")
 

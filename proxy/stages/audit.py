@@ -38,6 +38,7 @@ class AuditConfig(StageConfig):
     type: str = "audit"
     on_error: Literal["closed", "open"] = "closed"  # sink overloaded/unwritable: 503 new requests | serve + alarm
     dir: str | None = None  # default: <server.data_dir>/audit
+    checkpoints_dir: str | None = None  # default: <dir>/checkpoints; a separate volume meant to be shipped elsewhere
     chain_id: str | None = None  # default: the hostname (pod name); must be unique per writer
     signing_key: SecretSource | None = None  # writer key: checkpoints, file headers, tenants without a key
     tenant_keys: dict[str, SecretSource] = {}
@@ -76,6 +77,11 @@ class AuditStage(Stage):
         self.dir = Path(config.dir) if config.dir else Path(services.data_dir) / "audit"
         if not self.dir.is_absolute() and config.dir:
             self.dir = policy.base_dir / self.dir
+        self.checkpoints_dir = self.dir / layout.CHECKPOINTS
+        if config.checkpoints_dir:
+            self.checkpoints_dir = Path(config.checkpoints_dir)
+            if not self.checkpoints_dir.is_absolute():
+                self.checkpoints_dir = policy.base_dir / self.checkpoints_dir
         unknown = sorted(set(config.tenant_keys) - set(policy.tenants))
         if unknown:  # a typo here would quietly sign that tenant's records with the writer key
             raise ValueError(f"audit.tenant_keys names unknown tenant(s): {', '.join(unknown)}")
@@ -115,7 +121,7 @@ class AuditStage(Stage):
         if c.sealer == "process":
             sealer = ProcessSealer(writer, tenants, self.dir / layout.SUBJECT_KEYS, kek, subject_keys)
         return AuditWriter(self.dir, c.chain_id, writer, tenants, self._options, self.services.metrics, subject_keys,
-                           sealer=sealer)
+                           sealer=sealer, checkpoints_dir=self.checkpoints_dir)
 
     async def stop(self) -> None:
         """Flush the queue and write a final signed checkpoint (after the handler drained)."""

@@ -121,3 +121,67 @@ def test_usage_errors(capsys):
     assert e.value.code == 2
     assert main(["audit", "export", "--tenant", "acme"]) == 2  # neither --policy nor --dir
     assert "pass --policy" in capsys.readouterr().err
+
+
+def _mutate(kind: str, log, signer) -> None:
+    """One kind of damage per failure class, applied to a clean log written by the real writer."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from proxy.audit.keyring import Signer
+    path = chain_file(log)
+    lines = read_lines(path)
+    if kind == "TORN_TAIL":  # a crash mid-write: no final checkpoint, half a line
+        (log / "checkpoints" / "c1.jsonl").unlink()
+        path.write_bytes(b"".join(lines)[:-40])
+    elif kind == "TAMPER":
+        e = orjson.loads(lines[3])
+        e["outcome"] = "denied"
+        lines[3] = orjson.dumps(e) + b"\n"
+        path.write_bytes(b"".join(lines))
+    elif kind == "BAD_SIGNATURE":  # the pinned kid claimed, someone else's signature
+        e = orjson.loads(lines[3])
+        e["sig"] = Signer.from_private(Ed25519PrivateKey.generate()).sign(e["hash"])
+        lines[3] = orjson.dumps(e) + b"\n"
+        path.write_bytes(b"".join(lines))
+    elif kind == "TRUNCATED":  # the tail cut off, the shipped checkpoint says it existed
+        path.write_bytes(b"".join(lines[:-3]))
+    elif kind == "MISSING_FILE":  # a whole day file removed
+        sorted((log / "records" / "c1").glob("*.jsonl"))[0].unlink()
+
+
+@pytest.mark.parametrize("kind,code", [("OK", 0), ("TORN_TAIL", 1), ("TAMPER", 3), ("UNKNOWN_KEY", 4),
+                                       ("BAD_SIGNATURE", 5), ("TRUNCATED", 6), ("MISSING_FILE", 7)])
+async def test_verify_exit_code_per_failure_class(tmp_path, signer, capsys, kind, code):
+    log = tmp_path / "log"
+    await write_log(log, signer, 5, clock_day=lambda: "2026-11-21")  # two day files, linked by the second one's header
+    await write_log(log, signer, 8, clock_day=lambda: "2026-11-22")
+    assert len(list((log / "records" / "c1").glob("*.jsonl"))) == 2
+    _mutate(kind, log, signer)
+    keys = tmp_path / "pinned"
+    keys.mkdir()
+    if kind != "UNKNOWN_KEY":
+        (keys / "audit.pub").write_bytes(signer.public_pem())
+    got, report, err = _run(capsys, "audit", "verify", str(log), "--keys", str(keys), "--jobs", "1")
+    assert (got, report["status"], report["exit_code"]) == (code, kind, code)
+    chain = report["chains"][0]
+    assert chain["status"] == kind and (kind == "OK") == (chain["findings"] == [])
+    assert f"chain c1: {kind}" in err
+
+
+def test_verify_exit_status_of_the_installed_command(tmp_path, signer):
+    """The `ramparts` console script exits with the report's code (not just main()'s return value)."""
+    import asyncio
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    asyncio.run(write_log(tmp_path / "log", signer, 10))
+    path = chain_file(tmp_path / "log")
+    path.write_bytes(b"".join(read_lines(path)[:-2]))  # truncated below the final checkpoint
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "a.pub").write_bytes(signer.public_pem())
+    exe = Path(sys.executable).with_name("ramparts")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "proxy.cli"]
+    p = subprocess.run([*cmd, "audit", "verify", str(tmp_path / "log"), "--keys", str(tmp_path / "keys"), "--jobs", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 6 and json.loads(p.stdout)["status"] == "TRUNCATED" and "TRUNCATED" in p.stderr

@@ -347,3 +347,46 @@ async def test_restart_on_a_new_day_links_the_files(tmp_path, signer, keyring):
     assert (header["type"], header["previous_file"], header["seq"]) == ("file", "2026-11-21.jsonl", 4)
     rep = verify.verify_dir(tmp_path, keyring)
     assert rep.status == verify.OK and rep.chains[0].entries == 6
+
+
+async def test_stop_writes_a_final_checkpoint_covering_the_last_record(tmp_path, signer, keyring):
+    """Neither N records nor T seconds reached: the shutdown checkpoint alone anchors the tail."""
+    w = AuditWriter(tmp_path, "c1", signer, {}, WriterOptions(checkpoint_every=1000, checkpoint_interval_s=3600))
+    await w.start()
+    for i in range(7):
+        w.submit(exchange_body(i))
+    await w.flush()
+    assert not (tmp_path / "checkpoints" / "c1.jsonl").exists()  # nothing due yet
+    await w.stop()
+    cps = [orjson.loads(line) for line in read_lines(tmp_path / "checkpoints" / "c1.jsonl")]
+    last = orjson.loads(read_lines(chain_file(tmp_path))[-1])
+    assert len(cps) == 1 and (cps[0]["first_seq"], cps[0]["seq"], cps[0]["count"]) == (0, 7, 8)
+    assert cps[0]["head"] == last["hash"] and keyring.verify(cps[0]["kid"], cps[0]["hash"], cps[0]["sig"])
+
+
+async def test_checkpoints_in_a_separate_directory(tmp_path, signer, keyring):
+    """checkpoints_dir elsewhere (another volume, shipped off-host): written, recovered from and verified against there."""
+    shipped = tmp_path / "shipped"
+    w = AuditWriter(tmp_path / "log", "c1", signer, {}, WriterOptions(checkpoint_every=4), checkpoints_dir=shipped)
+    await w.start()
+    for i in range(4):
+        w.submit(exchange_body(i))
+    await w.flush()  # header + 4 records: one checkpoint
+    w.submit(exchange_body(4))
+    w.submit(exchange_body(5))
+    await w.flush()
+    assert len(read_lines(shipped / "c1.jsonl")) == 1
+    os.close(w._lock_fd)  # crash: no stop(), the last 2 records are not covered by a checkpoint yet
+    w._task.cancel()
+    w2 = AuditWriter(tmp_path / "log", "c1", signer, {}, WriterOptions(checkpoint_every=4), checkpoints_dir=shipped)
+    await w2.start()  # the Merkle period resumes from the shipped checkpoints
+    w2.submit(exchange_body(6))
+    await w2.stop()
+    assert not (tmp_path / "log" / "checkpoints").exists()
+    rep = verify.verify_dir(tmp_path / "log", keyring, shipped)
+    assert rep.status == verify.OK and rep.chains[0].checkpoints_matched == rep.chains[0].checkpoints == 2
+    second = orjson.loads(read_lines(shipped / "c1.jsonl")[1])
+    assert (second["first_seq"], second["seq"]) == (5, 7)  # the 2 unanchored records + the one after the restart
+    path = chain_file(tmp_path / "log")
+    path.write_bytes(b"".join(read_lines(path)[:-1]))
+    assert verify.verify_dir(tmp_path / "log", keyring, shipped).status == verify.TRUNCATED

@@ -312,3 +312,15 @@ async def test_process_sealer_gives_the_same_records(tmp_path, monkeypatch):
     keys = SubjectKeys(tmp_path / "audit" / "subject-keys", b"kek-for-tests-0123456789")
     assert keys.decrypt("acme", "alice", recs[2]["request_id"], recs[2]["content"])["prompt"] == ["question 2"]
     assert verify.verify_dir(tmp_path / "audit", Keyring.from_dir(tmp_path / "audit" / "keys")).status == verify.OK
+
+
+async def test_checkpoints_dir_from_the_policy(tmp_path):
+    """`checkpoints_dir` puts the signed checkpoints on their own path (a volume shipped elsewhere)."""
+    shipped = tmp_path / "shipped-checkpoints"
+    stage = await _stage(tmp_path, checkpoints_dir=str(shipped))
+    await _exchange(Chain([stage]), stage.policy)
+    await stage.stop()
+    assert (shipped / "t1.jsonl").exists() and not (tmp_path / "audit" / "checkpoints").exists()
+    keys = Keyring.from_dir(tmp_path / "audit" / "keys")
+    rep = verify.verify_dir(tmp_path / "audit", keys, shipped)
+    assert rep.status == verify.OK and rep.chains[0].checkpoints_matched == 1
