@@ -169,3 +169,42 @@ async def test_usage_endpoint_needs_ai_completion_and_shows_only_the_callers_ten
     assert u["tenant"] == "acme" and u["interactions"]["used"] == 1 and u["plan"] == "pro"
     assert u["interactions"]["limit"] == 5000 and u["max_tokens_per_request"] == 8000
     assert len(mock.log) == 1  # the usage endpoint never reaches the provider
+
+
+async def test_a_stream_past_its_reserved_output_is_cut_cleanly_and_settled(make_proxy, mock):
+    """The provider ignores max_tokens (the mock always echoes everything): the proxy cuts the stream."""
+    proxy = make_proxy(pipeline=PIPELINE)
+    words = " ".join(f"w{i}" for i in range(120))
+    c = client(proxy)
+    got: list[str] = []
+
+    def consume():
+        for ch in c.chat.completions.create(model="gpt-4o-mini", max_tokens=2, stream=True,
+                                            messages=[{"role": "user", "content": f"{words} mock:stream-chunks=60 mock:delay=0.01"}]):
+            if ch.choices:
+                got.append(ch.choices[0].delta.content or "")
+
+    try:
+        await asyncio.to_thread(consume)
+        raise AssertionError("a stream past its reserve was not cut")
+    except openai.APIError as e:  # the final SSE error event: the SDK raises, never a silent [DONE]
+        assert "budget" in str(e.message)
+    assert mock.log[-1]["body"]["max_tokens"] == 2  # the ceiling was sent; the provider ignored it
+    assert 0 < len("".join(got)) < len(words)  # what fit in the reserve reached the client, the rest did not
+    u = await usage(proxy)
+    assert u["budget_usd"]["in_flight"] == 0 and u["interactions"]["used"] == 1
+    assert u["budget_usd"]["spent"] > 0  # what was generated up to the cut is charged
+
+
+async def test_upstream_reset_mid_stream_settles_the_partial_output(make_proxy, mock):
+    """SECURITY_TESTS H1: the provider drops the connection after two chunks; partial usage is settled."""
+    proxy = make_proxy(pipeline=PIPELINE)
+    async with aiohttp.ClientSession() as s:
+        body = chat("one two three four five six seven eight mock:stream-chunks=8 mock:reset", stream=True)
+        async with s.post(proxy.base_url + "/chat/completions", data=body, headers=headers()) as r:
+            assert r.status == 200
+            raw = await r.read()
+    assert b"[DONE]" not in raw and b'"error"' in raw  # the client can tell a cut stream from a finished one
+    u = await usage(proxy)
+    assert u["budget_usd"]["in_flight"] == 0 and u["interactions"]["used"] == 1
+    assert u["budget_usd"]["spent"] > 0  # tokens were generated before the reset: not free

@@ -255,6 +255,18 @@ async def test_no_output_releases_the_hold(stage, status, outcome):
     assert [d.decision for d in ex.decisions][-1] == "release"
 
 
+async def test_upstream_failure_after_output_settles_what_was_generated(stage):
+    """H1: the provider resets mid-stream after two chunks: no usage arrives, the counted output is charged."""
+    ex = make_exchange(stage.policy, {**MSG, "stream": True})
+    await stage.on_request(ex)
+    await respond(stage, ex, stream(["Hello", " world"])[:2], outcome="upstream_error")
+    settle = [d for d in ex.decisions if d.decision == "settle"][0]
+    assert settle.detail["estimated"] and settle.detail["completion_tokens"] == 2 and settle.detail["outcome"] == "upstream_error"
+    bal = await balance(stage)
+    assert bal.spent == stage.prices.get("gpt-4o-mini").cost(ex.state["budget"].prompt_tokens, 2)
+    assert bal.held == 0 and bal.used == 1
+
+
 async def test_sdk_retries_each_reserve_and_release(stage):
     for status in (500, 429):
         ex = make_exchange(stage.policy, MSG)
