@@ -89,3 +89,52 @@ async def test_full_pipeline_verdicts_reach_the_record(make_proxy, monkeypatch):
     assert v["injection_action"] is not None and v["leak_hits"]
     assert second["verdicts"]["injection_score"] > first["verdicts"]["injection_score"]
     assert verify_dir(audit_dir, Keyring.from_dir(audit_dir / "keys")).status == OK
+
+
+async def test_rejected_requests_cost_nothing_and_are_audited(make_proxy):
+    """SECURITY_TESTS J10 with the real stages: every refusal is free and leaves a signed record naming stage and reason."""
+    import orjson
+
+    pipeline = [{"type": "tenant"}, {"type": "rate_limit", "routes": {"chat": {"requests_per_minute": 3}}},
+                {"type": "egress"}, {"type": "budget"}, {"type": "audit", "chain_id": "j10"}]
+    proxy = make_proxy(pipeline=pipeline, plans={"tiny": {"models": ["gpt-4o-mini"], "monthly_interactions": 1,
+                                                          "max_tokens_per_request": 100}},
+                       tenants={"acme": {"plan": "tiny"}})
+    calls = []
+
+    async def post(tok, tenant="acme", model="gpt-4o-mini"):
+        body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        h = {"Authorization": f"Bearer {tok}", "X-Tenant-ID": tenant, "Content-Type": "application/json"}
+        async with s.post(proxy.base_url + "/chat/completions", data=body, headers=h) as r:
+            calls.append((r.status, (orjson.loads(await r.read()).get("error") or {}).get("code")))
+
+    async with aiohttp.ClientSession() as s:
+        await post(token("acme"))  # ok: the one interaction of the month
+        await post("not-a-jwt")  # 401 (tenant stage)
+        await post(token("acme"), tenant="globex")  # 403 tenant mismatch
+        await post(token("acme"), model="text-embedding-3-small")  # 403 model outside the plan
+        await post(token("acme"))  # 429 interactions used up (budget)
+        await post(token("acme"))  # 429 rate limit: 3 per minute (the tenant stage's refusals never reached it)
+        h = {"Authorization": f"Bearer {token('acme')}", "X-Tenant-ID": "acme"}
+        async with s.get(proxy.base_url + "/usage", headers=h) as r:
+            u = await r.json()
+    assert calls == [(200, None), (401, "invalid_token"), (403, "tenant_mismatch"), (403, "model_not_in_plan"),
+                     (429, "interactions_exhausted"), (429, "rate_limit_requests")], calls
+    proxy.stop()
+    assert u["interactions"]["used"] == 1 and u["budget_usd"]["in_flight"] == 0
+    audit_dir = proxy.tmp / "data" / "audit"
+    recs = [orjson.loads(line) for p in sorted((audit_dir / "records").rglob("*.jsonl")) for line in p.read_text().splitlines()]
+    recs = [r for r in recs if r["type"] == "exchange" and r["path"] == "/v1/chat/completions"]
+    assert [(r["status"], r["outcome"], r["denied"]) for r in recs] == [
+        (200, "ok", None),
+        (None, "denied", {"stage": "tenant", "reason": "invalid_token"}),
+        (None, "denied", {"stage": "tenant", "reason": "tenant_mismatch"}),
+        (None, "denied", {"stage": "egress", "reason": "model_not_in_plan"}),  # egress routes only the plan's models
+        (None, "denied", {"stage": "budget", "reason": "interactions_exhausted"}),
+        (None, "denied", {"stage": "rate_limit", "reason": "rate_limit_requests"}),
+    ], [(r["status"], r["outcome"], r["denied"]) for r in recs]
+    ok = recs[0]["verdicts"]
+    assert ok["settled_usd"] and 0 < ok["settled_usd"] <= ok["reserved_usd"]
+    assert all(r["verdicts"]["settled_usd"] in (None, 0) for r in recs[1:])  # refusals cost nothing
+    assert abs(u["budget_usd"]["spent"] - ok["settled_usd"]) < 1e-12
+    assert verify_dir(audit_dir, Keyring.from_dir(audit_dir / "keys")).status == OK
