@@ -1,8 +1,8 @@
 """The floor: a bare aiohttp pass-through that forwards the body and streams the response.
 
-No auth, no parsing, no policy. It uses Ramparts' own upstream session
-(proxy.upstream.make_session: same connector limits, timeouts, read buffer, no
-decompression), so the bench compares the pipeline's cost, not client settings.
+No auth, no parsing, no policy: aiohttp's server and client, with the client set
+up as a proxy's should be (no redirects, no decompression, no environment proxies,
+connect and read deadlines, a pool of keep-alive connections).
 
     python -m bench.passthrough --listen 127.0.0.1:18100 --upstream http://127.0.0.1:18081
 """
@@ -13,9 +13,7 @@ import argparse
 
 from aiohttp import web
 
-from proxy.config.policy import ServerConfig
-from proxy.egress.address import AddressPolicy
-from proxy.upstream import make_session
+import aiohttp
 
 UPSTREAM_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                     "Accept-Encoding": "identity", "User-Agent": "passthrough/0.1", "Authorization": "Bearer sk-bench"}
@@ -26,7 +24,10 @@ def build_app(upstream: str) -> web.Application:
     session_key = web.AppKey("session", object)
 
     async def lifecycle(app: web.Application):
-        app[session_key] = make_session(ServerConfig(), AddressPolicy.from_cidrs(["127.0.0.0/8"]))
+        app[session_key] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=512, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60), trust_env=False,
+            auto_decompress=False, read_bufsize=2**16, cookie_jar=aiohttp.DummyCookieJar())
         yield
         await app[session_key].close()
 

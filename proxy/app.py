@@ -28,7 +28,7 @@ from proxy.pipeline.chain import Chain
 from proxy.pipeline.deny import Deny
 from proxy.pipeline.registry import stage_class
 from proxy.pipeline.stage import Stage, StageServices
-from proxy.upstream import make_session
+from proxy.upstream import UpstreamClient
 
 
 @dataclass
@@ -39,7 +39,7 @@ class AppState:
     address_policy: AddressPolicy
     data_dir: Path
     local_routes: dict[str, tuple[Stage, str]]
-    session: aiohttp.ClientSession | None = None
+    upstream: UpstreamClient | None = None
     resolver: AbstractResolver | None = None
     in_flight: int = 0
     draining: bool = False
@@ -74,13 +74,13 @@ def build_app(state: AppState) -> web.Application:
     app[STATE] = state
 
     async def lifecycle(app: web.Application):
-        state.session = make_session(state.policy.server, state.address_policy, state.resolver)
+        state.upstream = UpstreamClient(state.policy.server, state.address_policy, state.resolver)
         await state.chain.start()
         state.ready = True
         yield
         state.ready = False
         await state.chain.stop()
-        await state.session.close()
+        await state.upstream.close()
 
     app.cleanup_ctx.append(lifecycle)
     proxy_handler = ProxyHandler(state)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from proxy.pipeline.deny import Deny, DenyError, bad_request, unavailable
 from proxy.pipeline.exchange import Exchange
-from proxy.upstream import EgressBlocked, send, upstream_headers
+from proxy.upstream import EgressBlocked, UpstreamError, UpstreamResponse, UpstreamStalled, UpstreamTimeout, upstream_headers
 from proxy.wire.event import Event
 from proxy.wire.headers import client_response_headers
 from proxy.wire.openai import text_length, usage_of
@@ -202,17 +202,17 @@ class ProxyHandler:
         ex.proxy_seconds += ex.upstream_started - ex.started
         provider = ex.provider.name
         try:
-            resp = await send(st.session, st.address_policy, ex.upstream_url, ex.provider.host, headers, data)
+            resp = await st.upstream.post(ex.upstream_url, headers, data)
         except EgressBlocked as e:
             self._fault(ex, "egress_blocked")
             ex.outcome = "denied"
             ex.denied = ("egress", "resolved_address_blocked")
             return error_response(Deny(403, str(e), "permission_error", "egress_denied"), ex.request_id)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except UpstreamTimeout:
             self._fault(ex, "timeout")
             ex.outcome = "upstream_error"
             return error_response(Deny(504, "the provider did not answer in time", "upstream_error", "upstream_timeout"), ex.request_id)
-        except aiohttp.ClientError as e:
+        except UpstreamError as e:
             self._fault(ex, "connect")
             ex.outcome = "upstream_error"
             log.warning("upstream %s failed: %s", provider, type(e).__name__)
@@ -254,15 +254,15 @@ class ProxyHandler:
         self.st.metrics.upstream_errors.labels(ex.provider.name, kind).inc()
         ex.decide("upstream", "error", kind=kind)
 
-    async def _read_all(self, resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    async def _read_all(self, resp: UpstreamResponse, cap: int) -> bytes | None:
         """The whole body, or None if it is over `cap`, cut short, reset or stalled (then a 502, not a 500)."""
         buf = bytearray()
         try:
-            while chunk := await resp.content.readany():
+            while chunk := await resp.readany():
                 buf += chunk
                 if len(buf) > cap:
                     return None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError, asyncio.TimeoutError):
+        except UpstreamError:
             return None
         return bytes(buf)
 
@@ -280,7 +280,7 @@ class ProxyHandler:
                 ex.usage.reported = True
         ex.usage.streamed_chars += text_length(payload)
 
-    async def _upstream_error(self, ex: Exchange, resp: aiohttp.ClientResponse) -> web.Response:
+    async def _upstream_error(self, ex: Exchange, resp: UpstreamResponse) -> web.Response:
         st = self.st
         self._fault(ex, f"http_{resp.status // 100}xx" if resp.status != 429 else "http_429")
         ex.outcome = "upstream_error"
@@ -304,7 +304,7 @@ class ProxyHandler:
             headers["Retry-After"] = ra if ra.isdigit() and len(ra) <= 6 else "1"
         return web.Response(status=status, body=scrub(final.data or "").encode(), headers=headers)
 
-    async def _body(self, ex: Exchange, resp: aiohttp.ClientResponse) -> web.Response:
+    async def _body(self, ex: Exchange, resp: UpstreamResponse) -> web.Response:
         st = self.st
         raw = await self._read_all(resp, st.policy.server.max_upstream_body_bytes)
         ev = None
@@ -332,7 +332,7 @@ class ProxyHandler:
         ex.outcome = "ok"
         return web.Response(status=200, body=body, headers=headers)
 
-    async def _stream(self, request: web.Request, ex: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, ex: Exchange, resp: UpstreamResponse) -> web.StreamResponse:
         st = self.st
         server = st.policy.server
         response = web.StreamResponse(status=200, headers={
@@ -385,15 +385,15 @@ class ProxyHandler:
                     ex.outcome = "cut_stream"
                     await write(sse_error("the proxy is shutting down; the stream was cut", "server_error", "shutting_down"))
                     break
-                chunk = resp.content.read_nowait()  # already buffered: no deadline to arm
-                if not chunk and not resp.content.at_eof():
+                chunk = resp.read_nowait()  # already buffered: no deadline to arm
+                if not chunk and not resp.at_eof():
                     try:
                         async with asyncio.timeout(keepalive) as deadline:
                             pending.append(deadline)
-                            chunk = await resp.content.readany()
+                            chunk = await resp.readany()
                     except TimeoutError:
                         if not deadline.expired():
-                            raise  # the provider's read deadline (aiohttp.ServerTimeoutError): a stall
+                            raise
                         if not shutdown_task.done():
                             await write(comment("keep-alive"))
                         continue
@@ -426,13 +426,13 @@ class ProxyHandler:
             ex.outcome = "upstream_error"
             self._fault(ex, "bad_sse")
             await self._try_write(write, sse_error(f"the provider's stream was malformed: {e}", "upstream_error", "upstream_bad_response"))
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (UpstreamStalled, asyncio.TimeoutError):
             ex.outcome = "upstream_error"
             self._fault(ex, "stall")
             await self._try_write(write, sse_error("the provider stopped sending; the answer is incomplete", "upstream_error", "upstream_timeout"))
         except ClientGone:
             ex.outcome = "client_disconnect"
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError):
+        except UpstreamError:
             ex.outcome = "upstream_error"
             self._fault(ex, "reset")
             await self._try_write(write, sse_error("the provider's connection was reset; the answer is incomplete", "upstream_error", "upstream_reset"))

@@ -1,9 +1,9 @@
 """Which resolved addresses an upstream connection may reach (SECURITY_TESTS C5, C6).
 
-Unit checks of AddressPolicy, then the real aiohttp session from proxy.upstream
+Unit checks of AddressPolicy, then the real UpstreamClient from proxy.upstream
 with real resolvers: the numeric host spellings glibc accepts, IP-literal URLs
-that skip the resolver (aiohttp #10224), and a resolver that rebinds to a
-private address on the second lookup. Trap listeners must see no connection.
+that skip the resolver, and a resolver that rebinds to a private address on the
+second lookup. Trap listeners must see no connection.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import asyncio
 import itertools
 import socket
 
-import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver
 
 from proxy.config.policy import ServerConfig
 from proxy.egress.address import AddressPolicy, is_ip_literal
-from proxy.upstream import EgressBlocked, GuardedResolver, make_session, send
+from proxy.upstream import EgressBlocked, GuardedResolver, UpstreamClient, UpstreamError
 
 DENIED = [
     "127.0.0.1", "127.255.255.254", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1", "::ffff:7f00:1", "::7f00:1", "64:ff9b::7f00:1",
@@ -88,26 +87,25 @@ async def test_c5_numeric_spellings_resolve_and_are_checked(host):
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "localhost"])
 async def test_c5_no_connection_to_loopback_whatever_the_url_spelling(host):
     async with Listener("127.0.0.1") as trap:
-        session = make_session(ServerConfig(), AddressPolicy())
+        client = UpstreamClient(ServerConfig(), AddressPolicy())
         try:
-            # yarl itself refuses the inet_aton spelling in a URL; every other spelling is an egress refusal
-            with pytest.raises((EgressBlocked, aiohttp.InvalidUrlClientError)):
-                await send(session, AddressPolicy(), f"http://{host}:{trap.port}/v1/chat/completions", host, {}, b"{}")
+            with pytest.raises(EgressBlocked):
+                await client.post(f"http://{host}:{trap.port}/v1/chat/completions", {}, b"{}")
         finally:
-            await session.close()
+            await client.close()
         assert trap.connections == 0
 
 
 async def test_c5_ip_literal_url_inside_the_allowed_cidr_connects():
     policy = AddressPolicy.from_cidrs(["127.0.0.0/8"])
     async with Listener("127.0.0.1") as ok:
-        session = make_session(ServerConfig(), policy)
+        client = UpstreamClient(ServerConfig(), policy)
         try:
-            resp = await send(session, policy, f"http://127.0.0.1:{ok.port}/v1/x", "127.0.0.1", {}, b"{}")
-            assert resp.status == 200
+            resp = await client.post(f"http://127.0.0.1:{ok.port}/v1/x", {}, b"{}")
+            assert resp.status == 200 and await resp.readany() == b"ok"
             resp.close()
         finally:
-            await session.close()
+            await client.close()
         assert ok.connections == 1
 
 
@@ -132,17 +130,17 @@ async def test_c6_dns_rebinding_second_resolution_to_a_private_ip_is_blocked():
     async with Listener("127.0.0.1") as good:
         async with Listener("127.0.0.2", good.port) as trap:
             resolver = Rebinding(["127.0.0.1"], ["127.0.0.2"])
-            session = make_session(ServerConfig(), policy, resolver)
+            client = UpstreamClient(ServerConfig(), policy, resolver)
             url = f"http://provider.test:{good.port}/v1/chat/completions"
             try:
-                resp = await send(session, policy, url, "provider.test", {}, b"{}")
+                resp = await client.post(url, {}, b"{}")
                 assert resp.status == 200
                 resp.close()
-                session.connector.clear_dns_cache()  # the TTL ran out; the attacker's record now points inside
+                client.clear_dns_cache()  # the TTL ran out; the attacker's record now points inside
                 with pytest.raises(EgressBlocked):
-                    await send(session, policy, url, "provider.test", {}, b"{}")
+                    await client.post(url, {}, b"{}")
             finally:
-                await session.close()
+                await client.close()
             assert resolver.lookups == 2 and good.connections == 1 and trap.connections == 0
 
 
@@ -150,14 +148,14 @@ async def test_c6_mixed_answers_connect_only_to_permitted_addresses():
     policy = AddressPolicy.from_cidrs(["127.0.0.1/32"])
     async with Listener("127.0.0.1") as good:
         async with Listener("127.0.0.2", good.port) as trap:
-            session = make_session(ServerConfig(), policy, Rebinding(["127.0.0.2", "127.0.0.1", "127.0.0.2"]))
+            client = UpstreamClient(ServerConfig(), policy, Rebinding(["127.0.0.2", "127.0.0.1", "127.0.0.2"]))
             try:
                 for _ in range(3):
-                    resp = await send(session, policy, f"http://provider.test:{good.port}/x", "provider.test", {}, b"{}")
+                    resp = await client.post(f"http://provider.test:{good.port}/x", {}, b"{}")
                     assert resp.status == 200
                     resp.close()
             finally:
-                await session.close()
+                await client.close()
             assert good.connections == 3 and trap.connections == 0
 
 
@@ -169,11 +167,11 @@ async def test_c8_environment_proxies_are_ignored(monkeypatch):
             for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
                 monkeypatch.setenv(var, f"http://127.0.0.2:{env_proxy.port}")
             monkeypatch.delenv("NO_PROXY", raising=False)
-            session = make_session(ServerConfig(), policy)
+            client = UpstreamClient(ServerConfig(), policy)
             try:
-                resp = await send(session, policy, f"http://127.0.0.1:{direct.port}/v1/x", "127.0.0.1", {}, b"{}")
+                resp = await client.post(f"http://127.0.0.1:{direct.port}/v1/x", {}, b"{}")
                 assert resp.status == 200
                 resp.close()
             finally:
-                await session.close()
+                await client.close()
             assert direct.connections == 1 and env_proxy.connections == 0

@@ -95,7 +95,7 @@ class ProxyServer:
         return self
 
     def stop(self) -> None:
-        if self.state.session is not None and not self.state.session.closed:
+        if self.state.upstream is not None and not self.state.upstream.closed:
             self.bg.run(self.server.drain())
 
     @property
