@@ -17,6 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "ramparts"
 EXAMPLE_APP = ROOT / "deploy" / "helm" / "example-app"
+EXAMPLE_POLICY = EXAMPLE_APP / "policy.yaml"  # what the README installs the example app with
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 NAMESPACE = "shop"
 
@@ -70,16 +71,29 @@ def render_chart(values: dict[str, Any], name: str = "edge") -> Release:
     return Release(name=name, values=values, docs=_parse(rendered))
 
 
+def copy_charts(workdir: Path) -> Path:
+    """deploy/helm copied under `workdir` (same layout, so file://../ramparts resolves), with
+    the example app's dependency built by Helm's own `helm dependency build`: this chart
+    packaged into example-app/charts/. Returns the copy of deploy/helm."""
+    helm_dir = workdir / "deploy" / "helm"
+    if not helm_dir.exists():
+        shutil.copytree(CHART.parent, helm_dir, ignore=shutil.ignore_patterns("charts", "Chart.lock", "__pycache__"))
+        helm.dependency_build(helm_dir / EXAMPLE_APP.name)
+    return helm_dir
+
+
 def render_example_app(workdir: Path, values: dict[str, Any] | None = None, name: str = "web") -> Release:
-    """The example app chart with this chart vendored as its `ramparts` dependency
-    (what `helm dependency build` does for the file:// repository)."""
-    app = workdir / "example-app"
-    shutil.copytree(EXAMPLE_APP, app)
-    (app / "charts").mkdir(exist_ok=True)
-    shutil.copytree(CHART, app / "charts" / "ramparts")
+    """The example app chart with this chart as its `ramparts` dependency."""
+    app = copy_charts(workdir) / EXAMPLE_APP.name
     with helm.Chart.load(app) as chart:
         rendered = chart.render(values=values or {}, name=name, namespace=NAMESPACE, is_install=True)
     return Release(name=name, values=values or {}, docs=_parse(rendered))
+
+
+def render(chart_dir: Path, values: dict[str, Any], name: str, namespace: str = NAMESPACE) -> Release:
+    with helm.Chart.load(chart_dir) as chart:
+        rendered = chart.render(values=values, name=name, namespace=namespace, is_install=True)
+    return Release(name=name, values=values, docs=_parse(rendered))
 
 
 def load_values(path: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from proxy.metrics import Metrics
+from tests.deploy.emitted import emitted_label_values, families
 from tests.deploy.release import CHART, ROOT
 
 ALERTS = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
@@ -66,6 +67,38 @@ def test_label_values_in_alerts_exist_in_the_metric_definitions():
         for sel in selectors(promql_parser.parse(rule["expr"])):
             used = {m.name for m in sel.matchers.matchers} - {"__name__"}
             assert used <= labels_of[sel.name], (rule["alert"], sel.name, used)
+
+
+def _family(series: str) -> str:
+    fams = families()
+    for full, f in fams.items():
+        if series == full or series in {f.name + s for s in ("_bucket", "_count", "_sum")}:
+            return full
+    raise AssertionError(f"{series} is not a Ramparts series")
+
+
+def test_label_values_the_alerts_match_are_emitted_by_the_proxy():
+    """`outcome="refused"` or `kind=~"timeout|connect"` must be values the code really passes
+    (a typo would make the alert silently never fire), and `le` must be a real bucket bound."""
+    emitted = emitted_label_values()
+    fams = families()
+    checked = 0
+    for rule in RULES:
+        for sel in selectors(promql_parser.parse(rule["expr"])):
+            family = _family(sel.name)
+            for m in sel.matchers.matchers:
+                if m.name == "__name__":
+                    continue
+                if m.name == "le":
+                    assert float(m.value) in fams[family].buckets, (rule["alert"], m.value)
+                else:
+                    values = m.value.split("|") if m.op == promql_parser.MatchOp.Re else [m.value]
+                    assert all(re.fullmatch(r"[a-z0-9_]+", v) for v in values), (rule["alert"], m.value)
+                    known = emitted.get((family, m.name))
+                    assert known is not None, (rule["alert"], family, m.name)
+                    assert all(known.has(v) for v in values), (rule["alert"], family, m.name, values)
+                checked += 1
+    assert checked >= 3  # outcome="refused", le="0.8", kind=~"..."
 
 
 def test_alerts_cover_what_the_guide_promises():

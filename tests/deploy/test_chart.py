@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,8 @@ import yaml
 
 from proxy.config.loader import compile_policy
 from tests.deploy.release import (
-    CHART, CI_VALUES, CUSTOM_KINDS, EXAMPLE_APP, NAMESPACE, ROOT, Release, chart_defaults,
-    load_values, render_chart, render_example_app,
+    CHART, CI_VALUES, CUSTOM_KINDS, EXAMPLE_APP, EXAMPLE_POLICY, NAMESPACE, ROOT, Release, chart_defaults,
+    copy_charts, load_values, render, render_chart, render_example_app,
 )
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -31,8 +33,8 @@ KUBE_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 SECRET_DIR = "/var/run/secrets/ramparts"
 OPS_PORT = 9090
 
-# The example app gets the sidecar policy of ci/ as the text of a policy file (--set-file).
-SIDECAR_POLICY_TEXT = yaml.safe_dump(load_values(CHART / "ci" / "sidecar-values.yaml")["policy"], sort_keys=False)
+# The example app gets its policy file as text (--set-file), as the README installs it.
+EXAMPLE_POLICY_TEXT = EXAMPLE_POLICY.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def scenarios() -> dict[str, Release]:
 
 @pytest.fixture(scope="module")
 def example_app(tmp_path_factory) -> Release:
-    return render_example_app(tmp_path_factory.mktemp("app"), {"ramparts": {"policy": SIDECAR_POLICY_TEXT}})
+    return render_example_app(tmp_path_factory.mktemp("app"), {"ramparts": {"policy": EXAMPLE_POLICY_TEXT}})
 
 
 def all_releases(scenarios: dict[str, Release], example_app: Release) -> list[tuple[str, Release]]:
@@ -72,7 +74,7 @@ def test_values_validate_against_the_schema(path: Path):
 def test_example_app_values_validate_against_the_schema():
     app_values = load_values(EXAMPLE_APP / "values.yaml")["ramparts"]
     merged = _merge(chart_defaults(), app_values)
-    merged["policy"] = SIDECAR_POLICY_TEXT
+    merged["policy"] = EXAMPLE_POLICY_TEXT
     assert list(jsonschema.Draft7Validator(SCHEMA).iter_errors(merged)) == []
 
 
@@ -108,9 +110,10 @@ def test_helm_lint_is_clean(path: Path):
 
 
 def test_helm_lint_is_clean_for_the_example_app(example_app, tmp_path):
-    app = tmp_path / "example-app"  # the chart with this chart vendored, as `helm dependency build` leaves it
-    render_example_app(tmp_path, {"ramparts": {"policy": SIDECAR_POLICY_TEXT}})
-    report = helm.lint(app, {"ramparts": {"policy": SIDECAR_POLICY_TEXT}}, strict=True, namespace=NAMESPACE, with_subcharts=True)
+    render_example_app(tmp_path, {"ramparts": {"policy": EXAMPLE_POLICY_TEXT}})
+    app = tmp_path / "deploy" / "helm" / "example-app"  # after `helm dependency build`
+    assert [p.name for p in (app / "charts").iterdir()] == ["ramparts-0.1.0.tgz"]
+    report = helm.lint(app, {"ramparts": {"policy": EXAMPLE_POLICY_TEXT}}, strict=True, namespace=NAMESPACE, with_subcharts=True)
     assert report["total_charts_linted"] >= 1
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert report["errors"] == [] and problems == []
@@ -169,22 +172,27 @@ _CRD_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+def validate_object(doc: dict[str, Any], where: str, namespace: str = NAMESPACE) -> None:
+    """Strict Kubernetes OpenAPI validation (1.29 and latest) or, for CRD kinds, the structural schema."""
+    where = f"{where}: {doc['kind']}/{doc['metadata']['name']}"
+    if doc["kind"] in CUSTOM_KINDS:
+        errors = [e.message for e in jsonschema.Draft7Validator(_CRD_SCHEMAS[doc["kind"]]).iter_errors(doc)]
+        assert errors == [], where
+    else:
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                pytest.fail(f"{where} (Kubernetes {version}): {'.'.join(map(str, e.path))}: {e.message}")
+    assert doc["metadata"].get("namespace", namespace) == namespace, where
+
+
 def test_every_rendered_object_validates(scenarios, example_app):
     checked = 0
     for name, release in all_releases(scenarios, example_app):
         assert release.docs, name
         for doc in release.docs:
-            where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
-            if doc["kind"] in CUSTOM_KINDS:
-                errors = [e.message for e in jsonschema.Draft7Validator(_CRD_SCHEMAS[doc["kind"]]).iter_errors(doc)]
-                assert errors == [], where
-            else:
-                for version in KUBE_VERSIONS:
-                    try:
-                        kubernetes_validate.validate(doc, version, strict=True)
-                    except kubernetes_validate.ValidationError as e:
-                        pytest.fail(f"{where} (Kubernetes {version}): {'.'.join(map(str, e.path))}: {e.message}")
-            assert doc["metadata"].get("namespace", NAMESPACE) == NAMESPACE, where
+            validate_object(doc, name)
             checked += 1
     assert checked >= 20
 
@@ -216,7 +224,7 @@ def test_a_policy_file_given_as_text_is_kept_byte_for_byte(example_app):
     text = (ROOT / "policies" / "example.yaml").read_text()
     release = render_chart({"policy": text, "redis": {"singleReplica": True}})
     assert release.policy_text() == text
-    assert example_app.policy_text() == SIDECAR_POLICY_TEXT
+    assert example_app.policy_text() == EXAMPLE_POLICY_TEXT
     compile_policy(release.policy_text().encode(), None, resolve_secrets=False)
 
 
@@ -241,6 +249,10 @@ def test_a_per_pod_budget_store_is_refused_unless_single_replica():
     values["policy"] = yaml.safe_dump(values["policy"])
     with pytest.raises(helm.HelmRenderError, match="write `store: redis://"):
         render_chart(values)
+    # a stage that names a per-pod store itself is not overridden by redis.url, and the error says so
+    text = (ROOT / "policies" / "example.yaml").read_text()  # store: embedded, written out
+    with pytest.raises(helm.HelmRenderError, match=re.escape('rate_limit stage names the per-pod store "embedded": write `store: redis://r:6379/0`')):
+        render_chart({"policy": text, "redis": {"url": "redis://r:6379/0"}})
 
 
 def test_no_policy_no_render():
@@ -250,24 +262,29 @@ def test_no_policy_no_render():
         render_chart({"policy": "version: [1"})
 
 
+def check_secrets_reach_the_container(release: Release, name: str) -> None:
+    for spec, container in release.ramparts_containers():
+        policy = yaml.safe_load(release.policy_text())
+        env_names, file_paths = _secret_refs(policy)
+        env_from = [e["secretRef"]["name"] for e in container.get("envFrom", [])]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        if env_names:
+            assert len(env_from) == 1, (name, "the policy names environment secrets but none reach the container")
+            managed = _managed_secret(release, env_from[0])
+            if managed is not None:  # chart-made Secret: every name must be a key of it
+                assert env_names <= set(managed), (name, env_names - set(managed))
+        if file_paths:
+            assert all(p.startswith(SECRET_DIR + "/") for p in file_paths), name
+            assert SECRET_DIR in mounts, (name, "the policy names secret files but no Secret is mounted")
+            volume = next(v for v in spec["volumes"] if v["name"] == mounts[SECRET_DIR])
+            managed = _managed_secret(release, volume["secret"]["secretName"])
+            if managed is not None:
+                assert {p.rsplit("/", 1)[1] for p in file_paths} <= set(managed), name
+
+
 def test_every_secret_the_policy_names_reaches_the_container(scenarios, example_app):
     for name, release in all_releases(scenarios, example_app):
-        for spec, container in release.ramparts_containers():
-            policy = yaml.safe_load(release.policy_text())
-            env_names, file_paths = _secret_refs(policy)
-            env_from = [e["secretRef"]["name"] for e in container.get("envFrom", [])]
-            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-            if env_names:
-                assert len(env_from) == 1, name
-                managed = _managed_secret(release, env_from[0])
-                if managed is not None:  # chart-made Secret: every name must be a key of it
-                    assert env_names <= set(managed), (name, env_names - set(managed))
-            if file_paths:
-                assert all(p.startswith(SECRET_DIR + "/") for p in file_paths), name
-                volume = next(v for v in spec["volumes"] if v["name"] == mounts[SECRET_DIR])
-                managed = _managed_secret(release, volume["secret"]["secretName"])
-                if managed is not None:
-                    assert {p.rsplit("/", 1)[1] for p in file_paths} <= set(managed), name
+        check_secrets_reach_the_container(release, name)
 
 
 # ------------------------------------------------------------ containers and pods
@@ -345,7 +362,8 @@ def test_sidecar_is_a_native_sidecar_on_localhost(example_app):
     assert "envFrom" not in app  # provider keys reach the sidecar only
     app_values = load_values(EXAMPLE_APP / "values.yaml")
     margin = chart_defaults()["lifecycle"]["shutdownMarginSeconds"]
-    assert spec["terminationGracePeriodSeconds"] == app_values["appShutdownSeconds"] + 25 + margin
+    drain = yaml.safe_load(example_app.policy_text())["server"]["drain_timeout_s"]
+    assert spec["terminationGracePeriodSeconds"] == app_values["appShutdownSeconds"] + drain + margin
     volumes = {v["name"] for v in spec["volumes"]}
     assert {m["name"] for m in sidecar["volumeMounts"]} <= volumes
     assert example_app.one("ConfigMap")["metadata"]["name"] == next(
@@ -372,7 +390,7 @@ def test_policy_checksum_rolls_pods_exactly_when_the_policy_changes(scenarios, t
     other = render_chart(changed)
     assert other.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/ramparts-policy"] != annotation
     # the app chart computes the same checksum as the ConfigMap this chart renders
-    app = render_example_app(tmp_path, {"ramparts": {"policy": SIDECAR_POLICY_TEXT}})
+    app = render_example_app(tmp_path, {"ramparts": {"policy": EXAMPLE_POLICY_TEXT}})
     pod = app.one("Deployment")["spec"]["template"]["metadata"]
     assert pod["annotations"]["checksum/ramparts-policy"] == hashlib.sha256(app.policy_text().encode()).hexdigest()
 
@@ -427,6 +445,10 @@ def test_cilium_policy_hosts_are_the_policys_egress_allow_list(scenarios, exampl
         cnp = release.one("CiliumNetworkPolicy")
         policy = yaml.safe_load(release.policy_text())
         allowed = set()
+        wanted = set(policy["egress"]["allow"])
+        if policy["auth"].get("jwks_url"):  # the proxy's only other outbound call
+            jwks = urlsplit(policy["auth"]["jwks_url"])
+            wanted.add(f"{jwks.hostname}:{jwks.port or (443 if jwks.scheme == 'https' else 80)}")
         for rule in cnp["spec"]["egress"][1:]:
             port = rule["toPorts"][0]["ports"][0]["port"]
             for fqdn in rule.get("toFQDNs", []):
@@ -434,7 +456,7 @@ def test_cilium_policy_hosts_are_the_policys_egress_allow_list(scenarios, exampl
             for cidr in rule.get("toCIDR", []):
                 if port != "6379":
                     allowed.add(f"{cidr.split('/')[0]}:{port}")
-        assert allowed == set(policy["egress"]["allow"]), name
+        assert allowed == wanted, name
         assert cnp["spec"]["egress"][0]["toPorts"][0]["rules"] == {"dns": [{"matchPattern": "*"}]}
 
 
@@ -475,6 +497,124 @@ def test_monitors_scrape_the_ops_port(scenarios, example_app):
     assert {"name": "ops", "port": OPS_PORT, "targetPort": "ops", "protocol": "TCP"} in svc["spec"]["ports"]
     assert sm["spec"]["endpoints"][0]["port"] == "ops"
     assert svc["spec"]["selector"].items() <= gw.one("Deployment")["spec"]["template"]["metadata"]["labels"].items()
+
+
+# ------------------------------------------------- defaults and documented commands
+
+
+def test_defaults_render_only_the_policy_configmap():
+    """Gateway, NetworkPolicy, Secrets and every Prometheus Operator object are opt-in."""
+    release = render_chart({"policy": EXAMPLE_POLICY_TEXT})
+    assert [d["kind"] for d in release.docs] == ["ConfigMap"]
+    defaults = chart_defaults()
+    assert defaults["gateway"]["enabled"] is False and defaults["networkPolicy"]["enabled"] is False
+    assert {k: v["enabled"] for k, v in defaults["metrics"].items()} == {
+        "podMonitor": False, "serviceMonitor": False, "prometheusRule": False}
+    # the monitors follow the mode: no ServiceMonitor without a gateway, no PodMonitor with one
+    on = {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}
+    sidecar = render_chart({"policy": EXAMPLE_POLICY_TEXT, "metrics": on})
+    assert sorted(d["kind"] for d in sidecar.docs) == ["ConfigMap", "PodMonitor"]
+    gateway = render_chart({"policy": EXAMPLE_POLICY_TEXT, "metrics": on, "gateway": {"enabled": True}})
+    assert "PodMonitor" not in {d["kind"] for d in gateway.docs} and len(gateway.of_kind("ServiceMonitor")) == 1
+
+
+def _section(text: str, name: str) -> str:
+    start = text.index(f"<!-- section:{name} -->")
+    end = text.find("<!-- section:", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every `helm ...` command in the sh blocks of the README's deploy section and of the
+    operations guide, as argv (continuation lines joined)."""
+    sources = {"README.md": _section((ROOT / "README.md").read_text(), "deploy"),
+               "docs/operations.md": (ROOT / "docs" / "operations.md").read_text()}
+    out = []
+    for where, text in sources.items():
+        for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                argv = shlex.split(line, comments=True)
+                if argv and argv[0] == "helm":
+                    out.append((where, argv))
+    return out
+
+
+def _install(argv: list[str], charts: Path) -> tuple[Release, str]:
+    """Render one `helm install NAME CHART [flags]` like Helm would: --set/--set-file parsed by
+    Helm's own parsers, merged left to right. Flags the test does not know fail it."""
+    assert argv[:2] == ["helm", "install"], argv
+    name, chart, flags = argv[2], argv[3], argv[4:]
+    assert chart.startswith("deploy/helm/"), chart
+    values: dict[str, Any] = {}
+    namespace = "default"
+    i = 0
+    while i < len(flags):
+        flag, arg = flags[i], flags[i + 1]
+        if flag in ("-n", "--namespace"):
+            namespace = arg
+        elif flag == "--set":
+            values = _merge(values, helm.parse_set_string(arg))
+        elif flag == "--set-file":
+            key, _, path = arg.partition("=")
+            assert (ROOT / path).is_file(), f"--set-file {arg}: no such file in the repository"
+            values = _merge(values, helm.parse_set_file(f"{key}={ROOT / path}"))
+        else:
+            pytest.fail(f"{' '.join(argv)}: flag {flag} is not checked by this test")
+        i += 2
+    return render(charts / chart.removeprefix("deploy/helm/"), values, name, namespace), namespace
+
+
+def test_documented_install_commands_render_valid_manifests(tmp_path):
+    """The README's and the guide's `helm install` lines, exactly as written (after the
+    README's `helm dependency build`, done by Helm's own code on a copy of deploy/helm)."""
+    commands = documented_commands()
+    readme = [argv for where, argv in commands if where == "README.md"]
+    assert ["helm", "dependency", "build", "deploy/helm/example-app"] in readme
+    assert readme.index(["helm", "dependency", "build", "deploy/helm/example-app"]) < next(
+        i for i, argv in enumerate(readme) if argv[:2] == ["helm", "install"] and argv[3] == "deploy/helm/example-app")
+    charts = copy_charts(tmp_path)
+    installed = set()
+    for where, argv in commands:
+        if argv[:3] == ["helm", "dependency", "build"]:
+            assert (ROOT / argv[3] / "Chart.yaml").is_file(), argv
+            continue
+        try:
+            release, namespace = _install(argv, charts)
+        except helm.HelmError as e:
+            pytest.fail(f"{where}: `{shlex.join(argv)}` does not render: {e}")
+        label = f"{where}: {shlex.join(argv)}"
+        for doc in release.docs:
+            validate_object(doc, label, namespace)
+        compile_policy(release.policy_text().encode(), None, resolve_secrets=False)
+        containers = list(release.ramparts_containers())
+        assert containers, label
+        check_secrets_reach_the_container(release, label)
+        installed.add((where, argv[3], bool(release.of_kind("Service"))))
+    # both files show the sidecar app and the gateway
+    assert installed >= {("README.md", "deploy/helm/example-app", False), ("README.md", "deploy/helm/ramparts", True),
+                         ("docs/operations.md", "deploy/helm/example-app", False), ("docs/operations.md", "deploy/helm/ramparts", True)}
+
+
+def test_readme_pod_template_snippet_renders_the_same_sidecar(example_app, tmp_path):
+    """The README's pod-template lines, put into an app chart as written, render a valid
+    Deployment whose sidecar, volumes, labels and annotations equal the example app's."""
+    readme = _section((ROOT / "README.md").read_text(), "deploy")
+    snippet = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "ramparts.sidecar.initContainer" in b)
+    assert len(snippet.strip().splitlines()) <= 10
+    snippet = re.sub(r"containers: \[\.\.\.\].*", 'containers: [{name: app, image: "example/chat-app:1.0.0"}]', snippet)
+    app = copy_charts(tmp_path) / EXAMPLE_APP.name
+    (app / "templates" / "deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}-app\nspec:\n"
+        "  selector:\n    matchLabels: {ramparts.dev/sidecar: {{ .Release.Name }}-ramparts}\n  template:\n" + snippet)
+    release = render(app, {"ramparts": {"policy": EXAMPLE_POLICY_TEXT}}, example_app.name)
+    for doc in release.docs:
+        validate_object(doc, "README snippet")
+    mine, theirs = release.one("Deployment")["spec"]["template"], example_app.one("Deployment")["spec"]["template"]
+    assert mine["spec"]["initContainers"] == theirs["spec"]["initContainers"]
+    assert mine["spec"]["volumes"] == theirs["spec"]["volumes"]
+    assert mine["metadata"]["annotations"] == theirs["metadata"]["annotations"]
+    assert mine["metadata"]["labels"].items() <= theirs["metadata"]["labels"].items()
+    assert mine["spec"]["terminationGracePeriodSeconds"] == theirs["spec"]["terminationGracePeriodSeconds"]
 
 
 # ------------------------------------------------------------------ helpers

@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.deploy.dockerfile import exec_form, final_stage, runtime_env
@@ -44,10 +45,13 @@ def _headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token('acme')}", "X-Tenant-ID": "acme", "Content-Type": "application/json"}
 
 
-def _wait_http(port: int, path: str, want: int, deadline_s: float) -> int:
+def _wait_http(port: int, path: str, want: int, deadline_s: float, process: subprocess.Popen | None = None) -> int:
+    """Poll until `path` answers `want`; stop early when `process` (the proxy) has exited."""
     end = time.monotonic() + deadline_s
     status = -1
     while time.monotonic() < end:
+        if process is not None and process.poll() is not None:
+            return -process.returncode - 1000  # exited: not a status
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", path)
@@ -97,6 +101,7 @@ def _container_command(release: Release, work: Path, ports: dict[str, int]) -> t
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env
 
 
+@pytest.mark.timeout(300)  # above the startup probe's budget, so a slow start fails with the log
 def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
     mock_port, proxy_port, ops_port = free_port(), free_port(), free_port()
     policy = policy_for(mock_port)
@@ -126,9 +131,9 @@ def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
         (sidecar,) = spec["initContainers"]
         startup = sidecar["startupProbe"]
         budget = startup["periodSeconds"] * startup["failureThreshold"]
-        assert _wait_http(ops_port, startup["httpGet"]["path"], 200, budget) == 200, log.read_text()[-3000:]
-        assert _wait_http(ops_port, sidecar["livenessProbe"]["httpGet"]["path"], 200, 5) == 200
-        assert _wait_http(mock_port, "/_mock/log", 200, 10) == 200
+        assert _wait_http(ops_port, startup["httpGet"]["path"], 200, budget, proxy) == 200, log.read_text()[-3000:]
+        assert _wait_http(ops_port, sidecar["livenessProbe"]["httpGet"]["path"], 200, 5, proxy) == 200, log.read_text()[-3000:]
+        assert _wait_http(mock_port, "/_mock/log", 200, 10, mock) == 200
 
         # one call through every stage: the PII is tokenized for the provider, restored for the client
         conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
@@ -162,7 +167,7 @@ def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
         t0 = time.monotonic()
         proxy.send_signal(signal.SIGTERM)
         # readiness goes false while draining (endpoints drop the pod) ...
-        assert _wait_http(ops_port, "/readyz", 503, 2) == 503
+        assert _wait_http(ops_port, "/readyz", 503, 2, proxy) == 503, log.read_text()[-3000:]
         assert proxy.poll() is None  # ... while the open stream still runs
         # ... and the listener takes no new connections
         time.sleep(0.2)

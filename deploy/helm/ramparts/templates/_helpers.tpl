@@ -91,6 +91,9 @@ budgets must not silently multiply by the replica count). */}}
 {{- end -}}
 {{- $store := toString ($stage.store | default "embedded") -}}
 {{- if not (or (hasPrefix "redis://" $store) (hasPrefix "rediss://" $store) $v.redis.singleReplica) -}}
+{{- if $v.redis.url -}}
+{{- fail (printf "ramparts: redis.url is set but the policy's %s stage names the per-pod store %q: write `store: %s` into it (or drop its store line when the policy is a map)" $stage.type $store $v.redis.url) -}}
+{{- end -}}
 {{- fail (printf "ramparts: the %s stage uses the per-pod store %q; set redis.url so every pod shares budgets and limits, or redis.singleReplica=true if exactly one proxy pod serves these tenants" $stage.type $store) -}}
 {{- end -}}
 {{- end -}}
