@@ -14,7 +14,7 @@ from proxy.audit import layout
 from proxy.audit.content import ErasureRefused, SubjectKeys
 from proxy.audit.keyring import Keyring, KeyLoadError, generate_keypair
 from proxy.audit.query import Query, iter_records
-from proxy.audit.verify import inclusion, verify_dir
+from proxy.audit.verify import EXIT_CODES, inclusion, verify_dir
 
 EXIT_USAGE = 2
 EXIT_LEGAL_HOLD = 5
@@ -47,8 +47,6 @@ def verify_main(argv: list[str]) -> int:
     if not a.dir.is_dir():
         _err(f"{a.dir} is not a directory")
         return EXIT_USAGE
-    if a.record is not None:
-        return _prove(a)
     keys_dir = a.keys
     if keys_dir is None and (a.dir / layout.KEYS).is_dir():
         keys_dir = a.dir / layout.KEYS
@@ -62,6 +60,8 @@ def verify_main(argv: list[str]) -> int:
             return EXIT_USAGE
     else:
         _err("warning: no keys: signatures are NOT checked")
+    if a.record is not None:
+        return _prove(a, keyring)
     report = verify_dir(a.dir, keyring, a.checkpoints, workers=max(1, a.jobs))
     _dump(report.to_json())
     for c in report.chains:
@@ -71,7 +71,8 @@ def verify_main(argv: list[str]) -> int:
     return report.exit_code
 
 
-def _prove(a: argparse.Namespace) -> int:
+def _prove(a: argparse.Namespace, keyring: Keyring | None) -> int:
+    """Exit 0 proven, 3 not included (or records/checkpoints damaged), 4/5 the checkpoint's key unknown/signature bad."""
     chain = a.chain
     if chain is None:
         chains = layout.chain_dirs(layout.records_root(a.dir))
@@ -80,11 +81,14 @@ def _prove(a: argparse.Namespace) -> int:
             return EXIT_USAGE
         chain = chains[0].name
     try:
-        proof = inclusion(a.dir, chain, a.record, a.checkpoints)
+        proof = inclusion(a.dir, chain, a.record, a.checkpoints, keyring)
     except (ValueError, OSError) as e:
         _err(str(e))
         return 3
     _dump(proof)
+    if proof["checkpoint_signature"] in EXIT_CODES and proof["checkpoint_signature"] != "OK":
+        _err(f"checkpoint seq {proof['checkpoint']['seq']}: {proof['checkpoint_signature']}")
+        return EXIT_CODES[proof["checkpoint_signature"]]
     return 0 if proof["verified"] else 3
 
 

@@ -273,8 +273,14 @@ def verify_dir(audit_dir: Path, keyring: Keyring | None, checkpoints_dir: Path |
 # ------------------------------------------------------------- inclusion proofs
 
 
-def inclusion(audit_dir: Path, chain: str, seq: int, checkpoints_dir: Path | None = None) -> dict[str, Any]:
-    """An RFC 6962 inclusion proof of entry `seq` against the checkpoint that covers it."""
+def inclusion(audit_dir: Path, chain: str, seq: int, checkpoints_dir: Path | None = None,
+              keyring: Keyring | None = None) -> dict[str, Any]:
+    """An RFC 6962 inclusion proof of entry `seq` against the checkpoint that covers it.
+
+    Self-contained: the entry hash, the audit path, and the whole signed checkpoint (whose
+    hash is the JCS hash of its other fields), so a third party can check it with the
+    writer's public key alone. With a keyring, the checkpoint's signature is checked here.
+    """
     checkpoints_dir = checkpoints_dir or Path(audit_dir) / layout.CHECKPOINTS
     rep = ChainReport(chain)
     try:
@@ -300,8 +306,14 @@ def inclusion(audit_dir: Path, chain: str, seq: int, checkpoints_dir: Path | Non
     proof = merkle.inclusion_proof(leaves, index)
     root = bytes.fromhex(cp["merkle_root"])
     leaf = merkle.leaf(target["hash"])
+    if keyring is None:
+        signature = "NOT_CHECKED"
+    elif cp.get("kid") not in keyring:
+        signature = UNKNOWN_KEY
+    else:
+        signature = OK if keyring.verify(cp["kid"], cp["hash"], cp.get("sig", "")) else BAD_SIGNATURE
+    included = entry_hash(target) == target["hash"] and merkle.verify_inclusion(leaf, index, len(leaves), proof, root)
     return {"chain": chain, "seq": seq, "entry_hash": target["hash"], "leaf": leaf.hex(), "leaf_index": index,
-            "tree_size": len(leaves), "proof": [p.hex() for p in proof],
-            "checkpoint": {k: cp[k] for k in ("seq", "first_seq", "count", "head", "merkle_root", "time", "kid", "hash", "sig")},
-            "verified": entry_hash(target) == target["hash"]
-                        and merkle.verify_inclusion(leaf, index, len(leaves), proof, root)}
+            "tree_size": len(leaves), "proof": [p.hex() for p in proof], "checkpoint": cp,
+            "checkpoint_signature": signature,
+            "verified": included and signature in (OK, "NOT_CHECKED")}

@@ -55,8 +55,71 @@ async def test_verify_record_prints_an_inclusion_proof(tmp_path, signer, capsys)
     await write_log(tmp_path, signer, 12)
     code, proof, _ = _run(capsys, "audit", "verify", str(tmp_path), "--record", "4")
     assert code == 0 and proof["verified"] is True and proof["seq"] == 4 and proof["tree_size"] == 13
+    assert proof["checkpoint_signature"] == "NOT_CHECKED"
     code, _, err = _run(capsys, "audit", "verify", str(tmp_path), "--record", "400")
     assert code == 3 and "no checkpoint" in err
+
+
+def _rfc9162_root(leaf: bytes, index: int, size: int, path: list[bytes]) -> bytes:
+    """RFC 9162 section 2.1.3.2, written out here so the test does not trust proxy.audit.merkle."""
+    import hashlib
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        assert sn != 0
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    assert sn == 0
+    return r
+
+
+@pytest.mark.parametrize("seq", [0, 4, 9, 12, 13, 20])
+async def test_inclusion_proof_checks_out_for_a_third_party(tmp_path, signer, capsys, seq):
+    """What `--record SEQ` prints is enough for an outsider: entry -> leaf -> root -> signed checkpoint."""
+    import base64
+    import hashlib
+
+    from proxy.audit.canonical import entry_hash
+    await write_log(tmp_path / "log", signer, 13, checkpoint_every=7)  # checkpoints at seq 6, 13, and the final one
+    await write_log(tmp_path / "log", signer, 7)
+    keys = tmp_path / "pinned"
+    keys.mkdir()
+    (keys / "w.pub").write_bytes(signer.public_pem())
+    code, proof, _ = _run(capsys, "audit", "verify", str(tmp_path / "log"), "--record", str(seq), "--keys", str(keys))
+    assert code == 0 and proof["verified"] is True and proof["checkpoint_signature"] == "OK"
+    entry = next(orjson.loads(line) for line in read_lines(chain_file(tmp_path / "log")) if orjson.loads(line)["seq"] == seq)
+    assert entry["hash"] == proof["entry_hash"] == entry_hash(entry)
+    leaf = hashlib.sha256(b"\x00" + bytes.fromhex(entry["hash"])).digest()
+    cp = proof["checkpoint"]
+    assert cp["first_seq"] + proof["leaf_index"] == seq and cp["count"] == proof["tree_size"]
+    root = _rfc9162_root(leaf, proof["leaf_index"], proof["tree_size"], [bytes.fromhex(p) for p in proof["proof"]])
+    assert root.hex() == cp["merkle_root"]
+    assert entry_hash(cp) == cp["hash"]  # the root is part of what was signed
+    signer.private.public_key().verify(base64.b64decode(cp["sig"]), cp["hash"].encode())  # raises if forged
+
+
+async def test_inclusion_proof_against_a_foreign_or_forged_checkpoint(tmp_path, signer, capsys):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from proxy.audit.keyring import Signer
+    await write_log(tmp_path / "log", signer, 5)
+    empty = tmp_path / "nokeys"
+    empty.mkdir()
+    code, proof, err = _run(capsys, "audit", "verify", str(tmp_path / "log"), "--record", "2", "--keys", str(empty))
+    assert code == 4 and proof["checkpoint_signature"] == "UNKNOWN_KEY" and proof["verified"] is False
+    cps = tmp_path / "log" / "checkpoints" / "c1.jsonl"
+    doc = orjson.loads(cps.read_bytes())
+    doc["sig"] = Signer.from_private(Ed25519PrivateKey.generate()).sign(doc["hash"])
+    cps.write_bytes(orjson.dumps(doc) + b"\n")
+    keys = tmp_path / "pinned"
+    keys.mkdir()
+    (keys / "w.pub").write_bytes(signer.public_pem())
+    code, proof, err = _run(capsys, "audit", "verify", str(tmp_path / "log"), "--record", "2", "--keys", str(keys))
+    assert code == 5 and proof["checkpoint_signature"] == "BAD_SIGNATURE" and "BAD_SIGNATURE" in err
 
 
 def test_keys_generate(tmp_path, capsys):
