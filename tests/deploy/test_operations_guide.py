@@ -4,8 +4,14 @@ the stages emit, and every metric name the guide or the README's deploy section 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 
+import pytest
+
+from proxy import cli
 from tests.deploy.emitted import emitted_label_values, families
 from tests.deploy.release import ROOT
 
@@ -66,3 +72,24 @@ def test_every_metric_named_in_the_docs_exists():
         named = set(re.findall(r"\b(ramparts_[a-z0-9_]+)", text))
         assert named <= series, (where, named - series)
     assert len(set(re.findall(r"\b(ramparts_[a-z0-9_]+)", GUIDE))) >= len(families())
+
+
+def _help(words: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.main([*words, "--help"])
+    return out.getvalue()
+
+
+def test_cli_commands_in_the_docs_are_real():
+    """`ramparts keys generate --out DIR --name ...`, `ramparts audit verify ... --keys ...`:
+    the commands exist and take those flags (their real argparse --help)."""
+    readme = README[README.index("<!-- section:deploy -->"):]
+    mentions = re.findall(r"`(ramparts [a-z][^`]*)`", GUIDE + readme)
+    assert len(mentions) >= 4
+    for mention in mentions:
+        argv = shlex.split(mention)[1:]
+        words = next((tuple(argv[:n]) for n in (2, 1) if tuple(argv[:n]) in cli.COMMANDS), None)
+        assert words is not None, f"{mention}: no such command"
+        flags = {a.split("=")[0] for a in argv if a.startswith("--")}
+        assert flags <= set(re.findall(r"--[a-z][a-z-]*", _help(words))), mention
