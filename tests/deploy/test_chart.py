@@ -474,6 +474,12 @@ def test_gateway_ingress_admits_clients_and_prometheus_only(scenarios):
     ({"networkPolicy": {"providerCIDRs": []}}, "providerCIDRs"),
     ({"redis": {"url": "redis://r:6379/0"}}, "redis.cidrs or redis.podLabels"),
     ({"policy": {"egress": {"allow": []}}}, "egress.allow is empty"),
+    # a Redis store the NetworkPolicy knows nothing about would be blocked: every request a 503
+    ({"policy": {"pipeline": [{"type": "tenant"}, {"type": "budget", "store": "redis://x:6379/0"}]}},
+     "budget stage uses Redis (x:6379): set redis.url and redis.cidrs or redis.podLabels"),
+    ({"redis": {"url": "redis://r:6379/0", "podLabels": {"app": "redis"}},
+      "policy": {"pipeline": [{"type": "tenant"}, {"type": "rate_limit", "store": "redis://x:6379/0"}]}},
+     "rate_limit stage uses Redis at x:6379 but redis.url says r:6379"),
 ])
 def test_networkpolicy_misconfiguration_fails_the_render(override, message):
     values = _merge(load_values(CHART / "ci" / "sidecar-values.yaml"), override)

@@ -96,6 +96,12 @@ budgets must not silently multiply by the replica count). */}}
 {{- end -}}
 {{- fail (printf "ramparts: the %s stage uses the per-pod store %q; set redis.url so every pod shares budgets and limits, or redis.singleReplica=true if exactly one proxy pod serves these tenants" $stage.type $store) -}}
 {{- end -}}
+{{- /* redis.url is where the NetworkPolicy lets the proxy go: a store elsewhere would be blocked */ -}}
+{{- if and $v.redis.url (or (hasPrefix "redis://" $store) (hasPrefix "rediss://" $store)) -}}
+{{- if ne (urlParse $store).host (urlParse $v.redis.url).host -}}
+{{- fail (printf "ramparts: the policy's %s stage uses Redis at %s but redis.url says %s; make them the same server" $stage.type (urlParse $store).host (urlParse $v.redis.url).host) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $pipeline = append $pipeline $stage -}}
 {{- end -}}
