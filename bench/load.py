@@ -22,6 +22,7 @@ class ResponseError(Exception):
 @dataclass
 class LoadResult:
     latencies: list[float] = field(default_factory=list)  # seconds, requests completed in the window
+    ttfb: list[float] = field(default_factory=list)  # seconds to the first body byte, same requests
     total: int = 0  # all completed requests, warm-up included (for CPU per request)
     errors: int = 0
     window: float = 0.0
@@ -31,11 +32,11 @@ class LoadResult:
     def rps(self) -> float:
         return len(self.latencies) / self.window if self.window else 0.0
 
-    def percentile(self, q: float) -> float:
-        """Nearest-rank percentile in seconds (q in [0, 100])."""
-        if not self.latencies:
+    def percentile(self, q: float, of: str = "latencies") -> float:
+        """Nearest-rank percentile in seconds (q in [0, 100]) of `latencies` or `ttfb`."""
+        if not getattr(self, of):
             return float("nan")
-        xs = sorted(self.latencies)
+        xs = sorted(getattr(self, of))
         k = max(0, min(len(xs) - 1, int(round(q / 100 * len(xs) + 0.5)) - 1))
         return xs[k]
 
@@ -56,6 +57,7 @@ class _Connection(asyncio.Protocol):
         self.chunked = False
         self.pos = 0  # parse offset into buf (chunked body)
         self.body = bytearray()
+        self.first_body_at = 0.0  # perf_counter when the first body byte was parsed
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -96,6 +98,8 @@ class _Connection(asyncio.Protocol):
             self.pos = end + 4
             if not self.chunked and self.length is None:
                 raise ResponseError("response without Content-Length or chunked framing")
+        if not self.first_body_at and len(buf) > self.pos:
+            self.first_body_at = time.perf_counter()
         if not self.chunked:
             if len(buf) - self.pos < self.length:
                 return False
@@ -182,6 +186,7 @@ async def run_load(host: str, port: int, request: bytes, *, concurrency: int, du
             result.total += 1
             if window_start <= t1 and (t1 <= window_end or len(result.latencies) < need):
                 result.latencies.append(t1 - t0)  # throughput: completions inside the window
+                result.ttfb.append((conn.first_body_at or t1) - t0)
                 last = max(last, t1)
 
     try:
