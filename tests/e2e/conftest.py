@@ -70,3 +70,19 @@ def proxy(bg, mock, tmp_path_factory):
 def up(mock):
     mock.clear()
     return mock
+
+
+@pytest.fixture
+def make_proxy(bg, mock, tmp_path):
+    """make_proxy(**policy_overrides) -> a started ProxyServer in front of the mock."""
+    started = []
+
+    def make(**overrides):
+        mock.clear()
+        p = ProxyServer(bg, policy_for(mock.port, **overrides), tmp_path / f"p{len(started)}").start()
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.stop()
