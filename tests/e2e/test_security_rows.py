@@ -1,6 +1,6 @@
 """SECURITY_TESTS rows that had no automated test before (docs/security-tests.md maps every row).
 
-Fast tier: H4 (a healthy stream outliving many read deadlines, with keep-alive comments),
+Fast tier: I4 (an unterminated last SSE frame), H4 (a healthy stream outliving many read deadlines, with keep-alive comments),
 I7 (converted attacks and secrets: the regression corpus, known gaps included), I9 (markdown-image
 exfil, ANSI escapes and API-key-shaped output through the proxy), J4 (a fresh tenant's concurrent
 first requests), K4 (replica clock skew against the shared Redis limit), M1 (dependency floors).
@@ -137,6 +137,31 @@ def test_i7_secret_in_the_answer_is_redacted_and_encoded_forms_are_the_documente
                    "leet": "".join(LEET.get(c.lower(), c) for c in secret)}
         for name, enc in encoded.items():
             assert enc in _answer(proxy, f"the key is {enc} ok", stream), f"{name} is now caught: update the I7 gap list"
+
+
+# ------------------------------------------------------------------ I4: an unterminated final frame
+
+def test_i4_unterminated_final_frame_with_a_secret_is_scanned_never_passed(bg, mock, make_proxy):
+    from tests.integration.rawhttp import RawUpstream, http_head
+
+    def frame(text: str, end: bytes = b"\n\n") -> bytes:
+        return b"data: " + orjson.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+                                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}) + end
+
+    async def script(req, writer):
+        body = frame("here is the key: ") + frame("AKIAIOSFODNN7EXAMPLE", end=b"")  # no blank line, no [DONE], EOF
+        writer.write(http_head(200, [("Content-Type", "text/event-stream"), ("Content-Length", str(len(body)))]) + body)
+
+    upstream = RawUpstream(bg, script).start()
+    try:
+        proxy = make_proxy(providers={"openai": {"base_url": f"http://127.0.0.1:{upstream.port}/v1"}},
+                           egress={"allow": [f"127.0.0.1:{upstream.port}"]}, pipeline=LEAK_PIPELINE)
+        status, body, _ = _raw_stream(proxy, "hi", 20)
+        assert status == 200 and b"AKIAIOSFODNN7EXAMPLE" not in body  # scanned, never passed raw ...
+        assert b"[REDACTED:secret]" in body and b"here is the key" in body  # ... the unterminated frame was redacted
+        assert b'"code":"upstream_truncated"' in body and b"[DONE]" not in body  # and the stream still reads as cut
+    finally:
+        upstream.stop()
 
 
 # ------------------------------------------------------------------ I9: exfil images, ANSI, key-shaped output
