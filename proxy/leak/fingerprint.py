@@ -98,22 +98,64 @@ class PromptFingerprint:
 class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
-    __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes", "_n", "_shingles", "_grams")
+    __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes", "_n", "_shingles", "_grams", "_all_grams",
+                 "_run", "_longest_gram")
 
     def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
         self.name = "system_prompt"
         self._prints = tuple(prints)
         self.max_span = max((p.max_span for p in self._prints), default=0)
-        self._vocab = frozenset(g[0] for p in self._prints for g in p.grams if len(g) == 1)
+        self._vocab = frozenset(w for p in self._prints for sh in p.shingles for w in sh)  # every prompt word
         self._prefixes = frozenset().union(*(p.prefixes for p in self._prints))
         # With one shingle size, a buffer that matches no shingle of any prompt is judged once for all.
         sizes = {p.n for p in self._prints}
         self._n = sizes.pop() if len(sizes) == 1 else None
         self._shingles = frozenset().union(*(p.shingles for p in self._prints)) if self._n else frozenset()
         self._grams = frozenset().union(*(p.grams for p in self._prints)) if self._n else frozenset()
+        # Any size: a shingle needs `_run` prompt words in a row; a k-gram of any prompt (k below
+        # its shingle size) at the end of the buffer is where a match may start.
+        self._all_grams = frozenset().union(*(p.grams for p in self._prints))
+        self._run = min((p.n for p in self._prints), default=1)
+        self._longest_gram = max((p.n for p in self._prints), default=1) - 1
 
     def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
         n = len(text)
+        seg = text[start:] if start else text
+        if seg.isascii():
+            # ASCII (the common case): casefold is lower, a word character is an ASCII letter or digit.
+            found = _WORD.findall(seg.lower())
+            if not found:
+                return [], n
+            open_word = not final and seg[-1].isalnum()  # the last word may still grow
+            done = found[:-1] if open_word else found
+            vocab = self._vocab
+            if vocab.isdisjoint(done):
+                # No prompt word: no shingle can match and no run can start, except in the unfinished word.
+                return [], (n - len(found[-1]) if open_word and found[-1] in self._prefixes else n)
+            run, need = 0, self._run
+            for w in done:
+                if w in vocab:
+                    run += 1
+                    if run >= need:
+                        break
+                else:
+                    run = 0
+            else:
+                # Never `need` prompt words in a row: no shingle of any prompt, so no leak and no run
+                # of matches; only a shingle's beginning at the end needs holding.
+                if final:
+                    return [], n
+                hold = n
+                grams = self._all_grams
+                for j in range(min(self._longest_gram, len(done)), 0, -1):
+                    if tuple(done[-j:]) in grams:
+                        starts = [m.start() for m in _WORD.finditer(seg)]
+                        hold = start + starts[len(done) - j]
+                        break
+                if open_word and found[-1] in self._prefixes:
+                    hold = min(hold, n - len(found[-1]))
+                return [], hold
+            # `need` prompt words in a row: the general path below.
         found = _WORD.findall(text, start)
         if not found:
             return [], n

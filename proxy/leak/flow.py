@@ -62,9 +62,13 @@ class SlotFilter:
         self._scanner = scanner
 
     def feed(self, text: str) -> str:
-        if self._choice in self._flow.cut:
+        flow = self._flow
+        if self._choice in flow.cut:
             return ""
-        return self._flow.apply(self._choice, self._scanner.feed(text))
+        scan = self._scanner.feed(text)
+        if scan.hits or scan.stop:
+            return flow.apply(self._choice, scan)
+        return scan.text  # nothing found (the common case)
 
     def finish(self) -> str:
         if self._choice in self._flow.cut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from proxy.leak.fingerprint import FingerprintDetector, PromptFingerprint
@@ -17,6 +17,7 @@ from proxy.leak.secret import secret_alternatives
 from proxy.leak.settings import DEFAULT_ACTIONS, LeakModeration, LeakPromptSettings
 
 OVERFLOW_MARKER = "[REDACTED:overflow]"
+_BUILT_PER_TENANT = 16  # fingerprint detectors kept per tenant (distinct request system prompts)
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,22 @@ class TenantRules:
     markers: Mapping[str, str]
     prompt: LeakPromptSettings
     max_hold: int
+    # (tenant prints + request prints) -> (detectors, max hold): a request's system prompt is
+    # usually the one the app always sends, so its fingerprint detector is built once, not per slot.
+    _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def scanner(self, request_prints: Iterable[PromptFingerprint] = ()) -> SlotScanner:
-        dets = list(self.detectors)
         prints = self.prints + tuple(request_prints)
-        if prints and self.actions.get("system_prompt") != "off":
-            dets.append(FingerprintDetector(prints))
-        hold = max([self.max_hold] + [d.max_span for d in dets])
-        return SlotScanner(dets, self.actions, self.markers, hold)
+        built = self._built.get(prints)
+        if built is None:
+            dets = list(self.detectors)
+            if prints and self.actions.get("system_prompt") != "off":
+                dets.append(FingerprintDetector(prints))
+            built = (tuple(dets), max([self.max_hold] + [d.max_span for d in dets]))
+            if len(self._built) >= _BUILT_PER_TENANT:
+                self._built.pop(next(iter(self._built)))  # the oldest
+            self._built[prints] = built
+        return SlotScanner(built[0], self.actions, self.markers, built[1])
 
 
 def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, TenantRules]:

@@ -90,10 +90,15 @@ class SlotScanner:
                 hits.extend(found)
             if h < hold:
                 hold = h
-        if not hits and hold == n:  # the common case: nothing found, nothing forming
-            self._held = ""
-            self._ctx = text[-_CONTEXT:]
-            return Scan(buf)
+        if not hits:
+            if hold == n:  # the common case: nothing found, nothing forming
+                self._held = ""
+                self._ctx = text[-_CONTEXT:]
+                return Scan(buf)
+            if hold >= n - self._max_hold:  # nothing found; a match may be forming from `hold`
+                self._held = text[hold:]
+                self._ctx = text[max(0, hold - _CONTEXT):hold]
+                return Scan(text[base:hold])
         actions = self._actions
         if hold < n - self._max_hold:
             # A would-be match longer than any pattern declares (a policy pattern with a wrong

@@ -107,9 +107,17 @@ class LeakStage(Stage):
             flow.template = event.payload
         t = time.perf_counter()
         try:
-            return self._edit(ex, flow, lambda: editor.edit(event), event)
+            out = editor.edit(event)
+        except LeakBlocked as e:
+            self._record(ex, flow)
+            raise self._blocked(e) from None
         finally:
             flow.seconds += time.perf_counter() - t
+        if flow.pending:
+            self._record(ex, flow)
+        if flow.cut:
+            return self._reshape(ex, flow, out, event)
+        return out
 
     async def on_response_end(self, ex: Exchange) -> list[Event]:
         """The upstream ended (with or without [DONE]): judge and flush every held slot."""
@@ -134,12 +142,16 @@ class LeakStage(Stage):
             out = run()
         except LeakBlocked as e:
             self._record(ex, flow)
-            raise DenyError(Deny(403, "the answer was withheld: it contained content this tenant may not receive",
-                                 "permission_error", "output_blocked", reason=f"leak_{e.hit.detector}")) from None
+            raise self._blocked(e) from None
         self._record(ex, flow)
         if not flow.cut:
             return out
         return self._reshape(ex, flow, out, event)
+
+    @staticmethod
+    def _blocked(e: LeakBlocked) -> DenyError:
+        return DenyError(Deny(403, "the answer was withheld: it contained content this tenant may not receive",
+                              "permission_error", "output_blocked", reason=f"leak_{e.hit.detector}"))
 
     def _reshape(self, ex: Exchange, flow: LeakFlow, out: list[Event], event: Event | None) -> list[Event]:
         """Cut choices: content_filter now, nothing of theirs later."""

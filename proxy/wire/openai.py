@@ -175,6 +175,41 @@ def response_slots(payload: Any) -> list[Slot]:
     return out
 
 
+_OTHER_DELTA_SLOTS = frozenset(("reasoning_content", "reasoning", "refusal", "tool_calls", "function_call"))
+
+
+def lone_text(payload: dict[str, Any]) -> tuple[SlotKey, dict[str, Any], str] | None:
+    """The common streamed chunk in one look, for the per-event hot path.
+
+    When `payload` has one choice without a finish_reason whose only text slot is
+    `delta.content` (chat) or `text` (completions), returns (key, holder, field): the slot
+    response_slots(payload) would list alone, with holder[field] its text. None for
+    anything else (the caller then takes response_slots and finished_choices).
+    """
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict) or choice.get("finish_reason"):
+        return None
+    idx = choice.get("index", 0)
+    if not isinstance(idx, int):
+        idx = 0
+    delta = choice.get("delta")
+    if isinstance(choice.get("message"), dict):
+        return None
+    if isinstance(delta, dict):
+        if isinstance(choice.get("text"), str) or not isinstance(delta.get("content"), str):
+            return None
+        for k in delta:
+            if k in _OTHER_DELTA_SLOTS and delta[k] is not None:
+                return None  # maybe another slot: the general path decides
+        return (idx, "content", -1), delta, "content"
+    if isinstance(choice.get("text"), str):
+        return (idx, "text", -1), choice, "text"
+    return None
+
+
 def text_length(payload: Any) -> int:
     """Characters in all text slots of a response or chunk: the sum of len(get_at(payload, s.path))
     over response_slots(payload), without building slots (the handler counts every event, so

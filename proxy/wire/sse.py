@@ -194,6 +194,10 @@ def encode_event(ev: Event) -> bytes:
     """The event's bytes on the wire: its original bytes if untouched, else re-encoded."""
     if ev.raw is not None:
         return ev.raw
+    data = ev.data
+    if (data is not None and ev.comment is None and ev.event is None and ev.id is None and ev.retry is None
+            and "\n" not in data and "\r" not in data):
+        return b"data: " + data.encode() + b"\n\n"  # a re-encoded JSON chunk: one line
     out = []
     if ev.comment is not None:
         out.extend(f": {c}\n" for c in ev.comment.split("\n"))

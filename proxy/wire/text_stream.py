@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from proxy.wire.event import Event
-from proxy.wire.openai import SlotKey, finished_choices, get_at, response_slots, set_at, text_chunk
+from proxy.wire.openai import SlotKey, finished_choices, get_at, lone_text, response_slots, set_at, text_chunk
 
 
 class SlotRewriter(Protocol):
@@ -36,9 +36,23 @@ class TextStreamEditor:
         return rw
 
     def edit(self, event: Event) -> list[Event]:
+        payload = event.payload
+        if event.kind == "sse" and isinstance(payload, dict):
+            one = lone_text(payload)
+            if one is not None:  # the common chunk: one choice, one text slot, not finished
+                self._template = payload
+                key, holder, field = one
+                rw = self._rewriters.get(key)
+                if rw is None:
+                    rw = self._rewriters[key] = self._make(key)
+                text = holder[field]
+                new = rw.feed(text)
+                if new != text:
+                    holder[field] = new
+                    event.mark_changed()
+                return [event]
         if event.is_done:
             return self._flush(lambda key: True) + [event]
-        payload = event.payload
         slots = response_slots(payload)
         if not slots and not finished_choices(payload):
             return [event]

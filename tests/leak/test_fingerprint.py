@@ -1,4 +1,5 @@
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from proxy.leak.fingerprint import FingerprintDetector, PromptFingerprint, words_in
 
@@ -71,3 +72,42 @@ def test_clean_word_at_the_end_is_not_held():
 
 def test_max_span_is_bounded():
     assert 0 < det().max_span < 5000
+
+
+# The detector's shortcuts (ASCII fast path, "no prompt word", "no run of prompt words") must
+# give exactly what the per-prompt general scan gives, for every buffer, offset and end flag.
+_VOCAB = ["you", "are", "acme", "s", "support", "never", "reveal", "rules", "the", "a", "in", "one", "code", "42"]
+_OTHER = ["quarterly", "report", "sentence", "straße", "İd", "x", "ab", "supp", "rev"]
+_SEP = [" ", "  ", "\n", ", ", ". ", "**", "# ", "'", "-", "_", "`"]
+
+
+def _reference(prints, text: str, start: int, final: bool):
+    n = len(text)
+    words = words_in(text, start)
+    if not words:
+        return [], n
+    open_word = not final and text.endswith(text[words[-1][0]:words[-1][1]])
+    spans, hold = [], n
+    for fp in prints:
+        found, h = fp.scan(words, open_word, n, final)
+        spans += found
+        hold = min(hold, h)
+    return spans, hold
+
+
+@settings(max_examples=400, deadline=None)
+@given(prompts=st.lists(st.tuples(st.lists(st.sampled_from(_VOCAB), min_size=4, max_size=24), st.integers(2, 6),
+                                  st.integers(1, 14), st.sampled_from([0.5, 0.75, 0.9, 1.0])), min_size=1, max_size=2),
+       parts=st.lists(st.tuples(st.sampled_from(_VOCAB + _OTHER), st.sampled_from(_SEP)), max_size=30),
+       copy=st.tuples(st.integers(0, 30), st.integers(0, 24), st.integers(0, 24)),
+       cut=st.integers(0, 40), start=st.integers(0, 12), final=st.booleans(), upper=st.booleans())
+def test_fast_paths_equal_the_general_scan(prompts, parts, copy, cut, start, final, upper):
+    prints = [PromptFingerprint(" ".join(ws), shingle=k, window=w, threshold=t) for ws, k, w, t in prompts]
+    at, lo, hi = copy  # a copied run of the first prompt's words, planted among the others
+    parts[at:at] = [(w, " ") for w in prompts[0][0][lo:lo + hi]]
+    text = "".join(w + sep for w, sep in parts)
+    text = text[:len(text) - cut] if cut < len(text) else text  # often ends inside a word
+    text = text.upper() if upper else text
+    start = min(start, len(text))
+    hits, hold = FingerprintDetector(prints).scan(text, start, final)
+    assert ([(h.start, h.end) for h in hits], hold) == _reference(prints, text, start, final)

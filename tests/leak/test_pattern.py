@@ -1,4 +1,5 @@
 import regex
+from hypothesis import given, settings, strategies as st
 
 from proxy.leak.pattern import Alternative, PatternDetector, compile_alternative, single, tail_of
 
@@ -78,3 +79,38 @@ def test_an_anchor_whose_lowercase_changes_length_runs_every_pattern():
     alts = [Alternative("a__x", "a", "x", r"(?i:İd-[0-9]{3})", 6, ("İd-",), False)]
     hits, _ = PatternDetector(alts).scan("see İD-123 now", 0, final=True)
     assert [h.kind for h in hits] == ["x"]
+
+
+# The one-search shortcut for clean text must give what the full anchor pass gives.
+_PIECES = ["sk-", "SK-proj-", "AKIA", "ghp_", "github_pat_", "xox", "AIza", "sk_live_", "eyJ", "-----BEGIN ", "![",
+           "<img", "\x1b[", "\x1b]", "\x85", "password", "Token", "ACME-1", "GLOBEX-2", "globex", "acme", "İd",
+           "a", "s", "k", "x", "g", "-", "_", "=", ":", " ", "  ", "\n", "0", "9", "Z", "q", "é", "(", "]"]
+
+
+def _full_pass(d: PatternDetector) -> PatternDetector:
+    """The same detector with the shortcut switched off (its search always finds something)."""
+    import copy
+    import re
+
+    aset = copy.copy(d._set)
+    aset.quiet_re = re.compile("")
+    return PatternDetector(aset, d._checks)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_PIECES), max_size=24), start=st.integers(0, 10), final=st.booleans())
+def test_clean_text_shortcut_equals_the_full_anchor_pass(pieces, start, final):
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+
+    global _RULES
+    if _RULES is None:
+        _RULES = compile_rules(LeakConfig.model_validate({"type": "leak", "canaries": ["ZEBRA-7"]}),
+                               {"acme": TenantInfo(None, ("ACME-1",)), "globex": TenantInfo(None, ("GLOBEX-2",))})
+    d = _RULES["acme"].detectors[0]
+    text = "".join(pieces)
+    start = min(start, len(text))
+    assert d.scan(text, start, final) == _full_pass(d).scan(text, start, final)
+
+
+_RULES = None

@@ -2,7 +2,7 @@
 
 from hypothesis import given, settings, strategies as st
 
-from proxy.wire.openai import finished_choices, get_at, request_carriers, response_slots, text_chunk, text_length, usage_of
+from proxy.wire.openai import finished_choices, get_at, lone_text, request_carriers, response_slots, text_chunk, text_length, usage_of
 
 
 def test_chat_request_carriers_cover_every_text_field():
@@ -63,7 +63,8 @@ _msg = st.one_of(_odd, st.fixed_dictionaries({}, optional={
     "tool_calls": st.one_of(st.lists(_call, max_size=3), _odd),
     "function_call": st.one_of(_odd, st.fixed_dictionaries({}, optional={"arguments": st.one_of(_text, _odd)}))}))
 _choice = st.one_of(_odd, st.fixed_dictionaries({}, optional={"index": st.one_of(st.integers(0, 3), _odd), "text": st.one_of(_text, _odd),
-                                                              "delta": _msg, "message": _msg}))
+                                                              "delta": _msg, "message": _msg,
+                                                              "finish_reason": st.one_of(st.none(), st.just("stop"), _odd)}))
 _payload = st.one_of(_odd, st.fixed_dictionaries({}, optional={"choices": st.one_of(st.lists(_choice, max_size=3), _odd)}))
 
 
@@ -77,3 +78,39 @@ def test_non_list_tool_calls_have_no_slots():
     chunk = {"choices": [{"index": 0, "delta": {"content": "hi", "tool_calls": 5}}]}
     assert [s.key for s in response_slots(chunk)] == [(0, "content", -1)]
     assert text_length(chunk) == 2
+
+
+_maybe = lambda inner: st.one_of(st.none(), inner)  # noqa: E731
+_chunk_delta = st.fixed_dictionaries({"content": _text}, optional={
+    "role": st.just("assistant"), "refusal": _maybe(_text), "reasoning": _maybe(_text), "reasoning_content": _maybe(_text),
+    "tool_calls": _maybe(st.lists(_call, max_size=2)), "function_call": _maybe(st.fixed_dictionaries({"arguments": _text}))})
+_chunk_choice = st.fixed_dictionaries({"delta": _chunk_delta}, optional={
+    "index": st.one_of(st.integers(0, 3), _odd), "finish_reason": st.one_of(st.none(), st.just("stop"), st.just("")),
+    "text": st.one_of(_text, _odd), "message": _msg, "logprobs": st.none()})
+_chunk = st.fixed_dictionaries({"choices": st.one_of(st.lists(_chunk_choice, min_size=1, max_size=1),
+                                                     st.lists(st.one_of(_chunk_choice, _choice), min_size=1, max_size=2))},
+                               optional={"id": st.just("c1"), "usage": st.none()})
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(_chunk, _payload))
+def test_lone_text_is_the_only_slot_of_an_unfinished_chunk(payload):
+    """The editor's fast path sees exactly what the general path would: one slot, nothing finished."""
+    one = lone_text(payload) if isinstance(payload, dict) else None
+    if one is None:
+        return
+    key, holder, field = one
+    slots = response_slots(payload)
+    assert [s.key for s in slots] == [key]
+    assert get_at(payload, slots[0].path) is holder[field]
+    assert finished_choices(payload) == []
+
+
+def test_lone_text_takes_the_common_chunks_only():
+    assert lone_text({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None, "logprobs": None}]})[0] == (0, "content", -1)
+    assert lone_text({"choices": [{"index": 2, "delta": {"role": "assistant", "content": "", "refusal": None}}]})[0] == (2, "content", -1)
+    assert lone_text({"choices": [{"index": 0, "text": "hi", "finish_reason": None}]})[0] == (0, "text", -1)
+    assert lone_text({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}) is None
+    assert lone_text({"choices": [{"index": 0, "delta": {"content": "hi", "tool_calls": []}}]}) is None
+    assert lone_text({"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {"content": "b"}}]}) is None
+    assert lone_text({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}}]}) is None

@@ -145,3 +145,13 @@ def test_large_event_in_small_chunks_and_compaction():
     evs = decode([stream[i:i + 1000] for i in range(0, len(stream), 1000)])
     assert len(evs) == 5002 and evs[-2].data == "z" * 200_000 and evs[-1].is_done
     assert b"".join(encode_event(e) for e in evs) == stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40), named=st.booleans())
+def test_a_data_only_event_encodes_as_its_lines(data, named):
+    """The one-line shortcut for re-encoded JSON chunks writes what the line-by-line path writes."""
+    ev = Event(kind="sse", data=data, event="message" if named else None)
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = "event: message\n" if named else ""
+    assert encode_event(ev) == (head + "".join(f"data: {line}\n" for line in lines) + "\n").encode()
