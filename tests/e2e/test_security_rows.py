@@ -159,7 +159,7 @@ def test_i4_unterminated_final_frame_with_a_secret_is_scanned_never_passed(bg, m
         status, body, _ = _raw_stream(proxy, "hi", 20)
         assert status == 200 and b"AKIAIOSFODNN7EXAMPLE" not in body  # scanned, never passed raw ...
         assert b"[REDACTED:secret]" in body and b"here is the key" in body  # ... the unterminated frame was redacted
-        assert b'"code":"upstream_truncated"' in body and b"[DONE]" not in body  # and the stream still reads as cut
+        assert b'"code":"upstream_truncated"' in body and b"data: [DONE]" not in body  # and the stream still reads as cut
     finally:
         upstream.stop()
 
