@@ -4,9 +4,10 @@ What the kubelet would do: start the container's command (ENTRYPOINT + the chart
 image's ENV, the chart's Secret as environment, the rendered ConfigMap as the policy file) with
 the root filesystem read-only and only the chart's two volumes writable (a private mount
 namespace stands in for the container runtime), wait for the startup probe, check liveness,
-serve a request through every stage, then send SIGTERM while a stream is open: readiness must
-turn false at once, the listener stop taking connections, the open stream finish, and the
-process exit within the drain budget the chart derived terminationGracePeriodSeconds from.
+serve a request through every stage, then send SIGTERM while two streams are open: readiness
+must turn false at once, the listener stop taking connections, the short stream finish, the one
+that outlives server.drain_timeout_s end with an SSE error event at the deadline, and the process
+exit within the terminationGracePeriodSeconds the chart derived from the drain budget.
 """
 
 from __future__ import annotations
@@ -148,20 +149,27 @@ def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
         # a stream of ~1.5 s that must survive the SIGTERM
         chunks: list[bytes] = []
         first = threading.Event()
+        # and one of ~10 s (26 one-character pieces, 0.4 s apart) that outlives the drain budget:
+        # it must be cut with an error event
+        cut: list[bytes] = []
+        cut_first = threading.Event()
 
-        def stream() -> None:
+        def stream(into: list[bytes], started: threading.Event, pacing: str) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
             body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [
-                {"role": "user", "content": "a long answer please mock:stream-chunks=10 mock:delay=0.15"}]})
+                {"role": "user", "content": f"a long answer please {pacing}"}]})
             conn.request("POST", "/v1/chat/completions", body=body, headers=_headers())
             resp = conn.getresponse()
-            chunks.append(str(resp.status).encode())
+            into.append(str(resp.status).encode())
             while line := resp.readline():
-                chunks.append(line)
-                first.set()
+                into.append(line)
+                started.set()
             conn.close()
 
-        reader = threading.Thread(target=stream)
+        reader = threading.Thread(target=stream, args=(chunks, first, "mock:stream-chunks=10 mock:delay=0.15"))
+        long_reader = threading.Thread(target=stream, args=(cut, cut_first, "mock:split=1 mock:delay=0.4"))
+        long_reader.start()
+        assert cut_first.wait(10)
         reader.start()
         assert first.wait(10)
         t0 = time.monotonic()
@@ -180,9 +188,15 @@ def test_sidecar_starts_probes_and_drains_on_sigterm(tmp_path: Path):
         reader.join(30)
         text = b"".join(chunks).decode()
         assert chunks[0] == b"200" and text.rstrip().endswith("data: [DONE]")
+        # the stream that outlived drain_timeout_s: cut at the deadline with an SSE error event,
+        # never a fake [DONE]
+        long_reader.join(30)
+        cut_text = b"".join(cut).decode()
+        assert cut[0] == b"200" and "shutting_down" in cut_text and "[DONE]" not in cut_text, cut_text[-500:]
         # gone before the kubelet's SIGKILL: terminationGracePeriodSeconds covers the drain
         assert proxy.wait(sidecar_grace) == 0
-        assert time.monotonic() - t0 < sidecar_grace
+        exited_after = time.monotonic() - t0
+        assert DRAIN_S - 0.5 < exited_after < sidecar_grace, exited_after  # it did wait for the drain
         # what the pod wrote: only its data volume (budget, rate limit, the audit trail)
         audit_days = list((work / "data" / "audit" / "records").glob("*/*.jsonl"))
         assert audit_days and sum(len(p.read_text().splitlines()) for p in audit_days) >= 2
