@@ -40,13 +40,45 @@ _OLD = r"(?:previous|prior|above|below|earlier|preceding|following|foregoing|ori
 # Not "message" or "task": "ignore my previous message" is ordinary conversation.
 _ORDERS = r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines?|guidance|context|commands?|orders|constraints|restrictions|programming|polic(?:y|ies)|system messages?)"
 
+_HARM_ASK = r"(?:write|create|draft|compose|generate|produce|design|develop|give|provide|list|explain|describe|detail|outline|teach|show|tell|instruct|code|build|plan)(?: me| us)?"
+_HARM_TOPIC = (
+    r"(?:bombs?|explosives?|detonators?|napalm|molotov|nerve agents?|sarin|ricin|anthrax|bioweapons?|chemical weapons?|nuclear weapons?|dirty bombs?"
+    r"|meth|methamphetamine|cocaine|heroin|fentanyl|illegal drugs?|ransomware|malware|keyloggers?|spyware|botnets?|ddos|computer virus|phishing|scams?|fraud|fraudulent"
+    r"|counterfeit\w*|launder\w*|embezzl\w*|extort\w*|blackmail\w*|brib\w+|ponzi|insider trading|tax evasion|evade taxes|identity theft|steal|stealing|stolen|shoplift\w*"
+    r"|burglar\w*|break into|hotwir\w+|untraceable|ghost guns?|unregistered (?:guns?|firearms?)|murder\w*|assassinat\w+|poison (?:someone|a person|people|my|his|her|their|the water)|tortur\w+|kidnap\w*|traffick\w+|smuggl\w+"
+    r"|stalk\w*|dox\w*|revenge porn|child (?:porn\w*|sexual\w*|abuse)|sexually explicit|suicide|self-harm|self harm|anorexi\w+|bulimi\w+|eating disorders?"
+    r"|racis\w+|hate speech|genocide|holocaust|white supremac\w+|terroris\w+|extremis\w+|radicali[sz]\w+|propaganda|disinformation|misinformation|fake news"
+    r"|defamat\w+|libel\w*|harass\w*|cyberbully\w*|hack(?:ing)? into|crack (?:a |the |their |someone'?s )?passwords?|bypass (?:the )?(?:security|authentication|2fa|paywall)"
+    r"|without (?:being|getting) (?:caught|detected|noticed)|without (?:them|anyone|her|him) (?:knowing|noticing)|illegal(?:ly)?|exploit (?:a |the |this )?(?:vulnerabilit\w+|security (?:hole|flaw)s?)|zero-day exploits?)"
+)
+# "How to avoid phishing scams", "detect malware", "protect against fraud": the harmful word is the
+# thing being defended against. Such a text gets no harm signal (the other rules still run).
+_DEFENSIVE = (r"\b(?:avoid\w*|prevent\w*|protect\w*|detect\w*|defend\w*|recogni[sz]\w*|spot|spotting|identify\w*|report\w*|stop|guard against|safe from|warning signs"
+              r"|awareness|mitigat\w*|combat\w*|fight\w*|remov\w*|recover\w*|victims? of|survivors? of|history of|dangers of|risks of)\b[^.?!\n]{0,60}\b" + _HARM_TOPIC + r"\b"
+              r"|\b" + _HARM_TOPIC + r"\b[^.?!\n]{0,60}\b(?:defend\w*|protect\w*|prevent\w*|detect\w*|mitigat\w*|avoid\w*|recogni[sz]\w*)\b")
+# Persuasion jailbreaks want usable detail: a how-to cue is required for the framed signal, so a
+# story that merely mentions a crime is not one.
+_HOW_TO = r"\b(?:step[- ]by[- ]step|in (?:great |full )?detail|detailed|exact|specific|precise|instructions|how to|recipe|tutorial|guide|manual|blueprint|walk(?: me)? through|code|script for)\b"
+# The excuse that comes with it ("purely for research purposes", "it will never be used") also
+# counts as the cue, and overrides the defensive reading ("... to better protect against it").
+_EXCUSE = (r"\b(?:purely|strictly|only|solely|just) (?:for|as) (?:an? )?(?:\w+ )?(?:research|educational|academic|fictional|hypothetical|informational|testing|training)\b"
+           r"|\bfor (?:\w+ )?(?:research|educational|academic|informational) purposes\b|\bwill never be used\b|\bno one will (?:be harmed|get hurt)\b"
+           r"|\b(?:it's|it is|this is) (?:just|only|purely|all) (?:fiction|fictional|hypothetical|a story|a game|pretend)\b"
+           r"|\bfrom an? (?:purely )?(?:educational|academic|research|theoretical|hypothetical) (?:standpoint|perspective|point of view)\b|\bin a (?:controlled|safe) environment\b")
+# Framing that persuasion jailbreaks wrap around a harmful request (role-play, fiction, hypotheticals,
+# "for research", "no disclaimers"). Checked only when `harmful_request` fired.
+_FRAME = (r"\b(?:imagine|pretend|role-?play|act as|you are an? |you're an? |fictional|fiction|hypothetical\w*|(?:my|our|writing a) novel|novel (?:about|where|in which|set in)|story|screenplay|character"
+          r"|thought experiment|alternate (?:reality|universe|world)|parallel universe|for (?:educational|research|academic)(?: and research)? purposes"
+          r"|as an? (?:\w+ ){0,3}(?:expert|writer|author|researcher|historian|journalist|consultant|character|professor|scientist|novelist)"
+          r"|no disclaimers?|without (?:any )?(?:disclaimers?|warnings?)|(?:don't|do not) (?:include|add) (?:any )?(?:disclaimers?|warnings?)|stay in character)")
+
 RULES: tuple[Rule, ...] = (
     _r("ignore_previous", 0.80,
        rf"\b{_VERB_IGNORE}\b(?: (?:about|all|of|the|your|any|these|those|what|everything|you were|you've been|you have been|i|we|said|told|given|before|earlier|above|previously|and|that|this|were|was|to|do|me)){{0,5}} (?:{_OLD} ){{0,3}}{_ORDERS}\b",
        instruction=True),
     _r("ignore_above", 0.55,
        # "ignore the above." / "forget everything before and ...", not "disregard the previous budget"
-       r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|before|previous(?:ly)?|prior|said|written)(?:[.,;:!]|$| and\b| text\b| content\b| input\b| prompts?\b| lines?\b)"
+       r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) |(?:that |what )?(?:was |you were |you've been |i )?(?:said|told|written|given) )?(?:above|before|previous(?:ly)?|prior|said|written|earlier|so far|until now|up to now)(?:[.,;:!]|$| and\b| text\b| content\b| input\b| prompts?\b| lines?\b)"
        r"|\b(?:ignore|disregard|skip) the rest of (?:this|the) (?:data|text|document|input|page|file|email|message|content)\b",
        instruction=True),
     # The most common German, Spanish and French forms (public injection sets are multilingual).
@@ -130,6 +162,31 @@ RULES: tuple[Rule, ...] = (
        r"\b(?:say|print|output|write|type|reply|respond|answer) (?:only |just |exactly |simply )?(?:the (?:words?|phrase|text|string) )?[\"'“\[][^\"'”\]\n]{1,40}[\"'”\]](?: and nothing else| only| exactly|\.? nothing else)"
        r"|\baccess granted\b",
        instruction=True),
+    # Persona jailbreaks (DAN and its many renamings) share a few moves whatever the persona's name:
+    # the model is told it never refuses, is not bound by rules, or must answer twice (normal + free).
+    _r("refusal_suppression", 0.45,
+       r"\b(?:never|won't|will not|cannot|can't|must not|do not|don't|doesn't|does not) (?:ever )?(?:refuse|decline|reject|deny)s? (?:any|a|to|my|the|your)\b"
+       r"|\b(?:never|not|won't|will not|doesn't|does not|don't|do not|without) (?:\w+ )?(?:add|include|give|issue|print|mention|adding|including|giving|any|with)? ?(?:any )?(?:warnings?|disclaimers?|caveats?|moral(?:i[sz]ing)? (?:lectures?|warnings?|policing)|apolog(?:y|ies|i[sz]e))\b[^.\n]{0,60}\b(?:answer|respond|repl(?:y|ies)|response|say|write|output|content|request|question)"
+       r"|\b(?:not|no longer|isn't|aren't|never) (?:bound|restricted|limited|constrained|governed) by (?:any |the |its |your |openai'?s? )?(?:\w+ )?(?:rules|policies|policy|guidelines|restrictions|limitations|ethics|morals|laws|filters|programming|constraints)\b"
+       r"|\b(?:doesn't|does not|don't|do not|won't|will not|no need to|never|not have to) (?:have to |need to )?(?:follow|obey|abide by|adhere to|comply with|care about|respect) (?:any |the |its |your |openai'?s? )?(?:\w+ )?(?:rules|policies|policy|guidelines|restrictions|laws|ethics|ethical (?:guidelines|principles|standards)|morals|morality|legality|content polic(?:y|ies)|programming)\b",
+       instruction=True),
+    _r("dual_response", 0.45,
+       r"\b(?:two|2|both|separate) (?:different |separate )?(?:responses|answers|replies|paragraphs|outputs)\b[^\n]{0,200}\b(?:jailbr\w*|unfiltered|uncensored|unrestricted|developer mode|no (?:rules|filters|restrictions)|free|evil|dan|opposite)\b"
+       r"|\[(?:\x{1f513}|\x{1f512})?\s*(?:jailbreak|jailbroken|classic|dan|developer mode|unlocked|unfiltered|free)\s*\]",
+       instruction=True),
+    _r("unrestricted_persona", 0.45,
+       r"\b(?:pretend|act|behave|role-?play|simulate|emulate|imagine|be)\b[^.\n]{0,40}\b(?:ai|chatbot|assistant|model|bot|language model|version of (?:yourself|you|chatgpt))\b[^.\n]{0,60}\b(?:without|with no|free of|free from|not bound|unrestricted|unfiltered|uncensored|that (?:never|always|can|will) (?:refuses?|answers?|says?|do|does))\b"
+       r"|\b(?:an?|the) (?:ai|chatbot|assistant|model|bot) (?:without|with no|free of|that has no) (?:any )?(?:guidelines|rules|restrictions|filters|limits|limitations|ethics|morals|censorship|content polic(?:y|ies))\b"
+       r"|\bbroken? free (?:of|from) (?:the |its |their |your )?(?:typical |usual )?(?:confines|rules|limits|restrictions|chains)\b"
+       r"|\b(?:break|breaking|broke) character\b",
+       instruction=True),
+    # A request for clearly harmful content (a general harm taxonomy: weapons, drugs, malware, fraud,
+    # theft, violence, abuse, self-harm, hate, disinformation). Weak alone (people ask about these
+    # topics for good reasons); with a role-play or hypothetical frame it becomes
+    # `framed_harmful_request`, the shape of persuasion jailbreaks (see signals()).
+    _r("harmful_request", 0.20,
+       rf"\b{_HARM_ASK}\b[^.?!\n]{{0,120}}?\b{_HARM_TOPIC}\b"
+       rf"|\bhow (?:to|do i|can i|could i|would (?:one|someone|i|you)|might (?:one|someone)|does one|should i)\b[^.?!\n]{{0,80}}?\b{_HARM_TOPIC}\b"),
     _r("hypothetical_frame", 0.30,
        r"\b(?:for (?:purely )?(?:educational|research|academic|fictional|hypothetical) purposes?(?: only)?)\b[^\n]{0,200}\b(?:how to|step[- ]by[- ]step|instructions|detailed)"
        r"|\b(?:sure,? here (?:is|are)|sure thing,? here)\b"
@@ -168,6 +225,11 @@ _B64_WEIGHT = 0.75
 _ROT13_WEIGHT = 0.75
 _HEX_WEIGHT = 0.6
 _DECODE_ASK_WEIGHT = 0.25
+_FRAME_RE = re2.compile(_FRAME)
+_DEFENSIVE_RE = re2.compile(_DEFENSIVE)
+_HOW_TO_RE = re2.compile(_HOW_TO)
+_EXCUSE_RE = re2.compile(_EXCUSE)
+_FRAMED_HARM_WEIGHT = 0.35
 _FLOOD_WEIGHT = 0.35
 # An instruction aimed at the model inside a document-shaped text (an email, a table,
 # code, a page of lines) is the shape of indirect injection; the same words in a
@@ -188,6 +250,7 @@ TRICK_WEIGHTS = {"zero_width": 0.35, "bidi_override": 0.5, "tag_chars": 0.8, "ho
 # Every signal name this module can emit (tests and docs enumerate them).
 SIGNAL_NAMES = tuple(r.name for r in RULES) + (
     "base64_instruction", "rot13_instruction", "hex_instruction", "decode_request", "token_flood", "embedded_instruction", "adversarial_suffix",
+    "framed_harmful_request",
 ) + tuple(TRICK_WEIGHTS)
 
 
@@ -231,6 +294,12 @@ def signals(plain: str, original: str) -> dict[str, float]:
     if (len(plain) >= _EMBEDDED_MIN_CHARS and not _EMBEDDED_RULES.isdisjoint(found)
             and (plain.count("\n") >= _DOCUMENT_MIN_LINES or _DOCUMENT_SHAPE.search(plain))):
         found["embedded_instruction"] = _EMBEDDED_WEIGHT
+    if "harmful_request" in found:
+        excuse = _EXCUSE_RE.search(plain)
+        if not excuse and _DEFENSIVE_RE.search(plain):
+            del found["harmful_request"]
+        elif _FRAME_RE.search(plain):
+            found["framed_harmful_request"] = _FRAMED_HARM_WEIGHT
     if _flooded(plain):
         found["token_flood"] = _FLOOD_WEIGHT
     if _adversarial_suffix(original):

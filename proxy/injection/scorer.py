@@ -5,7 +5,8 @@
     s.value, s.signals   # 0.98, ("ignore_previous", "reveal_prompt", "classifier")
 
 Noisy-OR keeps each part meaningful on its own: the score is the chance that at
-least one piece of evidence is right, 1 - (1 - p_classifier) * prod(1 - w_signal).
+least one piece of evidence is right, 1 - (1 - min(p_classifier, 0.85)) * prod(1 - w_signal):
+the classifier alone can flag but not block (CLASSIFIER_CAP).
 Work is bounded: at most `cap` characters (head and tail) are read, whatever the
 input length.
 """
@@ -21,6 +22,11 @@ from proxy.injection.heuristic import TRICK_WEIGHTS, signals
 DEFAULT_CAP = 8000
 # The classifier counts as a named signal when it alone would flag.
 CLASSIFIER_SIGNAL_AT = 0.5
+# The classifier's share of the noisy-OR is capped below the default block band (0.9): on its own it
+# can flag and reinforce but never block; blocking needs at least one rule as well. The n-gram model
+# is confidently wrong on some adversarial-but-benign role-play prompts (bench/RESULTS.md: capping
+# at 0.85 cut the block-band FPR on dev benign prompts from 1.4 % to 0.5 %).
+CLASSIFIER_CAP = 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,7 @@ class Scorer:
         for trick in folded.tricks:
             found[trick] = TRICK_WEIGHTS[trick]
         p = self.classifier.probability(folded.plain)
-        miss = 1.0 - p
+        miss = 1.0 - min(p, CLASSIFIER_CAP)
         for w in found.values():
             miss *= 1.0 - w
         names = tuple(sorted(found))

@@ -8,6 +8,10 @@ Training rows (only rows whose licence allows shaping a shipped model, `train_ok
 - proxy/injection/data/handwritten.jsonl (ours, Apache-2.0),
 - benign windows cut from the local Python install (licence, docs prose, stdlib code),
 - attacks pasted into benign documents (indirect-injection augmentation).
+Label cleaning: a benign row of the extra corpora on which a strong heuristic fires (weight >= 0.45,
+or a role-play-framed harmful request) is left out. Those corpora define "attack" as injection only,
+so they label jailbreak templates and framed harmful requests benign (neuralchemy has 17 copies of a
+JailbreakBench random-search template among its benign rows); Ramparts counts them as attacks.
 Rows longer than the classifier's window are cut into windows like the scorer does.
 Needs scikit-learn (a dev/test extra); the proxy itself only needs numpy.
 """
@@ -25,7 +29,9 @@ import numpy as np
 from proxy.injection.classifier import MODEL_FILE, save
 from proxy.injection.corpus import Row, embed_attacks, handwritten, is_held_out, local_prose, read_jsonl
 from proxy.injection.feature import DIM, indices
-from proxy.injection.fold import fold
+from proxy.injection.fold import fold, window
+from proxy.injection.heuristic import signals
+from proxy.injection.scorer import DEFAULT_CAP
 
 WINDOW = 2048  # a 2 KB message is one window
 C = 4.0
@@ -51,16 +57,30 @@ def windows_of(row: Row, width: int = WINDOW) -> list[tuple[str, int]]:
     return [(p, 1) for p in (hits or parts)]
 
 
+CLEAN_WEIGHT = 0.45  # a benign extra row with a heuristic signal this strong is a label conflict
+
+
+def conflicting(row: Row) -> bool:
+    """A row labelled benign that our own definition calls an attack (see the module doc)."""
+    if row.label != 0:
+        return False
+    f = fold(window(row.text, DEFAULT_CAP))
+    found = signals(f.plain, f.text)
+    return "framed_harmful_request" in found or any(w >= CLEAN_WEIGHT for w in found.values())
+
+
 def build_rows(data: Path, seed: int, prose_count: int = 1500, embedded_count: int = 1200) -> tuple[list[Row], dict[str, int]]:
     dev = [r for r in read_jsonl(data / "injection_dev.jsonl") if r.train_ok and not is_held_out(r)]
-    extra = [r for r in read_jsonl(data / "injection_train_extra.jsonl") if r.train_ok]
+    extra_all = [r for r in read_jsonl(data / "injection_train_extra.jsonl") if r.train_ok]
+    extra = [r for r in extra_all if not conflicting(r)]
     own = handwritten()
     prose = local_prose(seed, prose_count)
     docs = prose + [r for r in own + dev if r.label == 0 and len(r.text) >= 300]
     attacks = [r for r in extra + own + dev if r.label == 1]
     embedded = embed_attacks([Row(d.text[:WINDOW - 450], 0, d.subtype) for d in docs], attacks, seed, embedded_count)
     rows = dev + extra + own + prose + embedded
-    counts = {"dev_train": len(dev), "extra": len(extra), "handwritten": len(own), "local_prose": len(prose), "embedded": len(embedded)}
+    counts = {"dev_train": len(dev), "extra": len(extra), "extra_dropped_conflicting": len(extra_all) - len(extra), "handwritten": len(own),
+              "local_prose": len(prose), "embedded": len(embedded)}
     return rows, counts
 
 
