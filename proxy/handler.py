@@ -365,18 +365,24 @@ class ProxyHandler:
 
         async def through(events: list[Event]) -> bytes:
             parts = []
-            for ev in events:
-                if ev.data is None and ev.comment is None:
-                    continue  # a data-less frame (only retry:/id:/event:) makes openai-python fail
-                if ev.data is not None and not ev.is_done and not isinstance(ev.payload, dict):
-                    raise SSEError("an event's data is not a JSON object")  # never relay what no stage could read
-                self._observe(ex, ev)
-                out = await chain.run_event(ex, ev) if touch else [ev]
-                for o in out:
-                    if o.is_done:
-                        done_events.append(o)  # [DONE] waits until every stage has flushed
-                    else:
-                        parts.append(encode_event(o))
+            try:
+                for ev in events:
+                    if ev.data is None and ev.comment is None:
+                        continue  # a data-less frame (only retry:/id:/event:) makes openai-python fail
+                    if ev.data is not None and not ev.is_done and not isinstance(ev.payload, dict):
+                        raise SSEError("an event's data is not a JSON object")  # never relay what no stage could read
+                    self._observe(ex, ev)
+                    out = await chain.run_event(ex, ev) if touch else [ev]
+                    for o in out:
+                        if o.is_done:
+                            done_events.append(o)  # [DONE] waits until every stage has flushed
+                        else:
+                            parts.append(encode_event(o))
+            except (DenyError, SSEError) as e:
+                # Events of this read that every stage already passed are the client's (and charged):
+                # they go out before the error event.
+                e.cleared = b"".join(parts)
+                raise
             return b"".join(parts)
 
         try:
@@ -421,11 +427,12 @@ class ProxyHandler:
                     await write(out + sse_error("the provider ended the stream without [DONE]; the answer is incomplete", "upstream_error", "upstream_truncated"))
         except DenyError as e:
             ex.outcome = "cut_stream"
-            await self._try_write(write, sse_error(e.deny.message, e.deny.type, e.deny.code))
+            await self._try_write(write, getattr(e, "cleared", b"") + sse_error(e.deny.message, e.deny.type, e.deny.code))
         except SSEError as e:
             ex.outcome = "upstream_error"
             self._fault(ex, "bad_sse")
-            await self._try_write(write, sse_error(f"the provider's stream was malformed: {e}", "upstream_error", "upstream_bad_response"))
+            await self._try_write(write, getattr(e, "cleared", b"") + sse_error(
+                f"the provider's stream was malformed: {e}", "upstream_error", "upstream_bad_response"))
         except (UpstreamStalled, asyncio.TimeoutError):
             ex.outcome = "upstream_error"
             self._fault(ex, "stall")

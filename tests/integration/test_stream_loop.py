@@ -62,3 +62,18 @@ def test_shutdown_cuts_a_silent_stream_without_keepalive(make_proxy):
 
 def test_shutdown_cuts_a_silent_stream_with_keepalive(make_proxy):
     _cut_on_shutdown(make_proxy, keepalive=0.1)
+
+
+def test_events_cleared_in_the_same_read_as_a_bad_one_reach_the_client_before_the_error(make_proxy):
+    """The mock writes two good events and a malformed one back to back (one upstream read on
+    loopback): the two good ones were passed by every stage, so the client gets them, then the
+    error event, and no [DONE]."""
+    proxy = make_proxy()
+    data = stream_body(proxy, "alpha beta gamma delta mock:stream-chunks=4 mock:badsse")
+    events = [line[6:] for line in data.split(b"\n") if line.startswith(b"data: ")]
+    assert b"[DONE]" not in data
+    error = orjson.loads(events[-1])["error"]
+    assert error["code"] == "upstream_bad_response"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert len(chunks) >= 2 and text and "Echo: alpha beta gamma delta".startswith(text)
