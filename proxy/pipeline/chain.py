@@ -86,9 +86,16 @@ class Chain:
         for s in self._event:
             if not events:
                 break
-            out: list[Event] = []
-            for ev in events:
-                out.extend(await self._guard(ex, s, s.on_response_event(ex, ev)))
+            try:
+                if len(events) == 1:  # the common case: one event in, no list to build
+                    events = await s.on_response_event(ex, events[0])
+                    continue
+                out: list[Event] = []
+                for ev in events:
+                    out.extend(await s.on_response_event(ex, ev))
+            except DenyError as e:
+                self._mark_denied(ex, s, e.deny)
+                raise
             events = out
         return events
 
@@ -111,9 +118,11 @@ class Chain:
         if self._metrics is not None:  # synchronous: nothing can interrupt it
             for d in ex.decisions:
                 self._metrics.decision(d.stage, d.decision, ex.tenant_id)
-        if not self._complete:  # no task for shield() when no stage has work to protect
+        # No task for shield() when no stage has work to protect for this exchange.
+        todo = tuple(s for s in self._complete if s.wants_complete(ex)) if self._complete else ()
+        if not todo:
             return
-        task = asyncio.ensure_future(self._complete_all(ex))
+        task = asyncio.ensure_future(self._complete_all(ex, todo))
         cancelled = False
         while not task.done():
             try:
@@ -125,8 +134,8 @@ class Chain:
         if cancelled:
             raise asyncio.CancelledError()
 
-    async def _complete_all(self, ex: Exchange) -> None:
-        for s in self._complete:
+    async def _complete_all(self, ex: Exchange, stages: tuple[Stage, ...]) -> None:
+        for s in stages:
             try:
                 await s.on_complete(ex)
             except Exception:

@@ -75,6 +75,11 @@ class Stage:
     async def on_complete(self, ex: Exchange) -> None:
         """Always runs (success, deny, error, disconnect), shielded from cancellation."""
 
+    def wants_complete(self, ex: Exchange) -> bool:
+        """False when on_complete has nothing to do for this exchange: the chain then skips it
+        (and with no stage left, creates no shielded task). Must be exact, never a guess."""
+        return True
+
     async def serve_local(self, ex: Exchange, query: dict[str, str]) -> tuple[int, Any]:
         """Answer one of `local_routes` for the authenticated `ex.identity`: (status, JSON)."""
         return 404, {"error": {"message": "not found", "type": "invalid_request_error", "code": "not_found"}}

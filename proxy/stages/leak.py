@@ -130,12 +130,22 @@ class LeakStage(Stage):
             return self._edit(ex, flow, editor.end, None)
         finally:
             flow.seconds += time.perf_counter() - t
+            self._observe(flow)
+
+    def wants_complete(self, ex: Exchange) -> bool:
+        state = ex.state.get(self.type)
+        return state is not None and state[0].seconds > 0  # time not observed yet (the answer did not end)
 
     async def on_complete(self, ex: Exchange) -> None:
-        """Once per exchange: the detection time of all its events (one histogram sample, not one per event)."""
         state = ex.state.get(self.type)
-        if state is not None and state[0].seconds:
-            self.services.metrics.stage_seconds.labels(self.type).observe(state[0].seconds)
+        if state is not None:
+            self._observe(state[0])
+
+    def _observe(self, flow: LeakFlow) -> None:
+        """Once per exchange: the detection time of all its events (one histogram sample, not one per event)."""
+        if flow.seconds:
+            self.services.metrics.stage_seconds.labels(self.type).observe(flow.seconds)
+            flow.seconds = 0.0
 
     def _edit(self, ex: Exchange, flow: LeakFlow, run, event: Event | None) -> list[Event]:
         try:

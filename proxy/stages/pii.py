@@ -144,6 +144,9 @@ class PiiStage(Stage):
             return []
         return st.editor.end()
 
+    def wants_complete(self, ex: Exchange) -> bool:
+        return self.type in ex.state  # a vault to wipe (nothing was tokenized otherwise)
+
     async def on_complete(self, ex: Exchange) -> None:
         """Record what was restored (counts only) and wipe the request's token map."""
         st: _PiiState | None = ex.state.pop(self.type, None)

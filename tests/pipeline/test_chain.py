@@ -161,3 +161,41 @@ async def test_on_complete_finishes_before_a_twice_cancelled_caller_goes_on():
     except asyncio.CancelledError:
         pass
     assert finished == [True]  # the caller only moved on after settle/audit finished
+
+
+async def test_on_complete_is_skipped_for_stages_with_nothing_to_do(monkeypatch):
+    """wants_complete(ex) False: that stage's on_complete is not called, and with none left no task is made."""
+    log = []
+    a, b = recorder("a", log), recorder("b", log)
+    b.wants_complete = lambda ex: "b" in ex.state
+    chain = Chain([a, b])
+    await chain.run_complete(make_exchange(make_policy(), {}))
+    assert log == [("done", "a")]
+    log.clear()
+    ex = make_exchange(make_policy(), {})
+    ex.state["b"] = True
+    await chain.run_complete(ex)
+    assert log == [("done", "a"), ("done", "b")]
+
+    made = []
+    real = asyncio.ensure_future
+    monkeypatch.setattr(asyncio, "ensure_future", lambda coro: made.append(1) or real(coro))
+    a.wants_complete = lambda ex: False
+    log.clear()
+    await chain.run_complete(make_exchange(make_policy(), {}))
+    assert log == [] and made == []
+
+
+async def test_several_events_from_one_stage_each_pass_the_next():
+    log = []
+
+    class Split(Stage):
+        type = "split"
+
+        async def on_response_event(self, ex, event):
+            return [Event(kind="sse", data=event.data + "1"), Event(kind="sse", data=event.data + "2")]
+
+    chain = Chain([recorder("outer", log), Split(None, make_policy(), make_services())])
+    out = await chain.run_event(make_exchange(make_policy(), {}), Event(kind="sse", data="x"))
+    assert [e.data for e in out] == ["x1", "x2"]
+    assert [entry for entry in log if entry[0] == "evt"] == [("evt", "outer", "x1"), ("evt", "outer", "x2")]

@@ -261,6 +261,27 @@ async def test_metrics_count_hits():
     assert s.services.metrics.leak_hits.labels("secret", "redact")._value.get() == 2
 
 
+def _seconds_samples(s) -> float:
+    return next(m.value for m in s.services.metrics.stage_seconds.collect()[0].samples
+                if m.name.endswith("_count") and m.labels.get("stage") == "leak")
+
+
+async def test_scan_time_is_one_sample_per_exchange_ended_or_not():
+    s = stage()
+    chain = Chain([s])
+    ex = await started(chain)
+    await stream_through(chain, ex, sse(["hello ", "there"]))
+    assert _seconds_samples(s) == 1 and not s.wants_complete(ex)  # observed at the end: no completion task
+    await chain.run_complete(ex)
+    assert _seconds_samples(s) == 1
+    ex = await started(chain)
+    for ev in sse(["cut ", "short"])[:3]:  # the client went away: no end
+        await chain.run_event(ex, ev)
+    assert s.wants_complete(ex)
+    await chain.run_complete(ex)
+    assert _seconds_samples(s) == 2 and not s.wants_complete(ex)
+
+
 async def test_replace_found_only_at_the_end_still_ends_with_content_filter():
     # The key is the last thing in the stream and no [DONE] comes: the end flush finds it.
     chain = Chain([stage(actions={"secret": "replace"})])
