@@ -19,6 +19,8 @@ The proxy's RSS and open FDs are sampled every --sample seconds. Pass criteria (
 - no 5xx and no stream error event except the upstream fault codes (upstream_*), and no 500;
   healthy requests failing with an upstream code are at most the faults the TCP proxy fired;
 - 0 budget holds left in the ledger once the clients stop; nothing in flight (/metrics);
+- event-loop lag: /healthz on the ops listener (the proxy's own loop), probed every 0.25 s from a
+  thread, p99 < 50 ms (an upper bound of the lag: it includes the probe's own scheduling);
 - `ramparts serve` exits 0 on SIGTERM and `ramparts audit verify` passes on its audit log,
   with one exchange record per request the proxy answered.
 """
@@ -37,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -163,6 +166,28 @@ async def drive(args, port: int, ops: int, pid: int, chaos: ChaosProxy) -> dict:
             except asyncio.TimeoutError:
                 pass
 
+    lags: list[float] = []
+    probe_stop = threading.Event()
+
+    def probe() -> None:
+        """/healthz on the ops listener (same event loop as the proxy) every 0.25 s, from a thread
+        with its own blocking socket: its latency bounds the proxy's event-loop lag from above."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", ops, timeout=10)
+        while not probe_stop.is_set():
+            t = time.perf_counter()
+            try:
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                lags.append(time.perf_counter() - t)
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", ops, timeout=10)
+            probe_stop.wait(0.25)
+        conn.close()
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
     tasks = [asyncio.ensure_future(worker(i)) for i in range(args.concurrency)]
     samp = asyncio.ensure_future(sampler())
     last_print = t0
@@ -173,13 +198,15 @@ async def drive(args, port: int, ops: int, pid: int, chaos: ChaosProxy) -> dict:
             _, rss, fds = samples[-1]
             print(f"  t={time.monotonic() - t0:5.0f}s requests={tally.requests} rss={rss / 2**20:.1f}MiB fds={fds}", flush=True)
     stop.set()
+    probe_stop.set()
     await asyncio.gather(*tasks)
     await samp
+    prober.join(15)
     await asyncio.sleep(args.settle)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{ops}/metrics") as r:
             metrics = await r.text()
-    return {"tally": tally, "samples": samples, "metrics": metrics, "elapsed": time.monotonic() - t0}
+    return {"tally": tally, "samples": samples, "metrics": metrics, "elapsed": time.monotonic() - t0, "lags": lags}
 
 
 def flat(values: list[float], warm_idx: int, rel: float, slack: float) -> tuple[bool, float, float]:
@@ -292,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         healthy_upstream_failures = sum(n for (k, s, c), n in tally.outcomes.items() if k in HEALTHY and c in UPSTREAM_CODES)
         fired = sum(v for k, v in out["chaos"].items() if k.startswith("fired:"))
         client_errors = sum(tally.client_errors.values())
+        lags = sorted(out["lags"])
+        lag = {"probes": len(lags), "p50_ms": round(1000 * lags[len(lags) // 2], 2) if lags else None,
+               "p99_ms": round(1000 * lags[min(len(lags) - 1, int(0.99 * len(lags)))], 2) if lags else None,
+               "max_ms": round(1000 * lags[-1], 2) if lags else None}
         checks = {
             "rss_flat_10pct": rss_ok,
             "fds_flat_10pct": fds_ok,
@@ -304,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             "audit_verifies": verify.returncode == 0,
             "one_audit_record_per_answer": exchange_records == answered,
             "client_errors_le_chaos_faults": client_errors <= fired,
+            "healthz_p99_lt_50ms": bool(lags) and lag["p99_ms"] < 50,
         }
         ok = all(checks.values())
         report.update({
@@ -317,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             "fds": {"first_quarter_median": fd0, "last_quarter_median": fd1, "max": max(s[2] for s in samples)},
             "samples": len(samples), "budget_holds_left": holds, "ledger_files": [str(p.name) for p in ledger],
             "in_flight_after": in_flight, "sigterm_exit": exit_code, "audit_exchange_records": exchange_records,
+            "healthz_latency (event-loop lag upper bound)": lag,
             "audit_verify": {"exit": verify.returncode, **({k: vreport[k] for k in vreport if k in
                                                              ("status", "records", "chains", "ok", "result")} if isinstance(vreport, dict) else {})},
             "bad_5xx": bad_5xx, "bad_stream_errors": bad_events,
