@@ -19,7 +19,7 @@ injection action, PII counts, leak hits, outcome):
 garak's venv, without torch: `python3 -m venv /tmp/garak-venv && /tmp/garak-venv/bin/pip install
 --no-deps garak && /tmp/garak-venv/bin/pip install colorama tqdm base2048 mikeshardmind-base2048 ecoji
 zalgolib markdown xdg-base-dirs jsonpath-ng backoff requests pyyaml lorem stdlibs ftfy
-py-markdown-table avidtools==0.1.2 langdetect==1.0.9 httpx aiohttp numpy` (docs/security-tests.md).
+py-markdown-table avidtools==0.1.2 langdetect==1.0.9 httpx aiohttp numpy nltk jsonschema` (docs/security-tests.md).
 """
 
 from __future__ import annotations
@@ -188,6 +188,8 @@ def run_garak(target: Target, garak_py: str, cap: int, families: list[str], tmp:
     target.new_records(0.5)
     for fam in families:
         prefix = f"rt-{fam}"
+        log = tmp / "xdg" / "garak" / "garak.log"
+        log_from = log.stat().st_size if log.exists() else 0
         t0 = time.monotonic()
         p = subprocess.run([garak_py, "-m", "garak", "--config", str(tmp / "garak.yaml"), "--target_type", "rest",
                             "-G", str(tmp / "rest.json"), "--probes", PROBES[fam], "--report_prefix", prefix,
@@ -212,6 +214,16 @@ def run_garak(target: Target, garak_py: str, cap: int, families: list[str], tmp:
         out[fam] = {"probes": PROBES[fam], "garak_exit": p.returncode, "seconds": round(took, 1),
                     "attempts": attempts, "refused_by_proxy (no output)": skipped, "evals": evals,
                     "ramparts": per_stage(target.new_records())}
+        if log.exists():  # garak exits 0 when a probe module fails to import: say so
+            with log.open("rb") as f:
+                f.seek(log_from)
+                lines = [ln.decode(errors="replace").strip()[-200:] for ln in f]
+            failed = [ln for ln in lines if "failed to load probe" in ln or "failed import of garak.probes" in ln]
+            if failed:
+                out[fam]["load_failures"] = failed
+            no_detector = [ln for ln in lines if "Exception instantiating garak.detectors" in ln]
+            if no_detector:  # model-based detectors (transformers/torch) that this venv leaves out
+                out[fam]["detectors_not_available"] = no_detector
         if p.returncode != 0 or not reports:
             out[fam]["stderr_tail"] = (p.stderr or p.stdout)[-1500:]
         print(f"  garak {fam}: exit {p.returncode}, {attempts} attempts, {skipped} refused, {took:.0f}s", flush=True)
