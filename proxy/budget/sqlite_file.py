@@ -7,7 +7,13 @@ Fast path: the step runs inline on the event loop on a connection with
 busy_timeout 0, so it either gets the write lock at once or fails at once; in WAL
 mode with synchronous=NORMAL a commit does not fsync, and automatic checkpoints
 (the only fsyncs) are turned off on that connection, so an inline step is tens of
-microseconds of CPU, never a wait. Slow path: when the lock is busy (another
+microseconds of CPU, never a wait. The WAL is checkpointed every CHECKPOINT_EVERY
+inline commits in RESTART mode, so the next commit starts the WAL over (a PASSIVE
+checkpoint never catches up with a writer that commits continuously: the WAL grew
+by ~30 KB per request without bound under sustained load); journal_size_limit
+trims what a burst left behind. While that checkpoint runs, steps take the slow
+path (queued behind it on the thread, in order) rather than racing it for the
+lock. Slow path: when the lock is busy (another
 worker is writing), the step goes to a dedicated thread whose connection waits up
 to `busy_timeout`, under an asyncio deadline. That thread also runs the WAL
 checkpoints. A step that misses its deadline raises StoreUnavailable; if it still
@@ -30,6 +36,7 @@ T = TypeVar("T")
 
 class SqliteFile:
     CHECKPOINT_EVERY = 500  # inline commits between WAL checkpoints (run on the thread)
+    WAL_LIMIT_BYTES = 4 << 20  # the WAL is cut back to this after a checkpoint restarted it
 
     def __init__(self, path: Path, schema: str, timeout: float = 2.0) -> None:
         self.path = Path(path)
@@ -39,6 +46,7 @@ class SqliteFile:
         self._conn: sqlite3.Connection | None = None  # the thread's connection
         self._inline: sqlite3.Connection | None = None  # the loop's connection (busy_timeout 0)
         self._since_checkpoint = 0
+        self._checkpointing = False  # a checkpoint is queued or running on the thread
         self.inline_steps = 0  # counters for tests and the bench
         self.thread_steps = 0
 
@@ -48,6 +56,7 @@ class SqliteFile:
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+        conn.execute(f"PRAGMA journal_size_limit = {self.WAL_LIMIT_BYTES}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in self._schema.split(";"):  # executescript would commit behind our back
@@ -67,6 +76,7 @@ class SqliteFile:
             inline.execute("PRAGMA busy_timeout = 0")
             inline.execute("PRAGMA synchronous = NORMAL")
             inline.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints (fsync) happen on the thread
+            inline.execute(f"PRAGMA journal_size_limit = {self.WAL_LIMIT_BYTES}")
             self._inline = inline
 
     async def close(self) -> None:
@@ -98,7 +108,7 @@ class SqliteFile:
     async def write(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
         """Run fn(conn, now) in one BEGIN IMMEDIATE transaction: inline if the lock is free, else on the thread."""
         inline = self._inline
-        if inline is not None:
+        if inline is not None and not self._checkpointing:
             try:
                 inline.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:
@@ -119,7 +129,9 @@ class SqliteFile:
                 self._since_checkpoint += 1
                 if self._since_checkpoint >= self.CHECKPOINT_EVERY:
                     self._since_checkpoint = 0
-                    asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
+                    self._checkpointing = True
+                    done = asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
+                    done.add_done_callback(self._checkpoint_done)
                 return out
 
         def run() -> T:
@@ -137,10 +149,15 @@ class SqliteFile:
         self.thread_steps += 1
         return await self._submit(run)
 
+    def _checkpoint_done(self, _: asyncio.Future) -> None:
+        self._checkpointing = False
+
     def _checkpoint(self) -> None:
         try:
             if self._conn is not None:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # RESTART: copy every frame back and make the next writer start the WAL over. It waits
+                # (busy_timeout) for a writer in progress and blocks new ones while it runs.
+                self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error:  # a busy checkpoint is retried next time
             pass
 

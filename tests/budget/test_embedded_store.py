@@ -11,7 +11,7 @@ import time
 import pytest
 
 from proxy.budget.embedded_store import EmbeddedLedger
-from proxy.budget.ledger import Limits, StoreUnavailable
+from proxy.budget.ledger import Balance, Hold, Limits, StoreUnavailable
 
 WORKER = r"""
 import asyncio, sys
@@ -119,3 +119,57 @@ async def test_uncontended_steps_run_inline_and_contended_ones_on_the_thread(tmp
 async def test_an_unopened_store_fails_closed(tmp_path):
     with pytest.raises(StoreUnavailable):
         await EmbeddedLedger(tmp_path / "x.sqlite3").reserve("acme", "2026-11", 1, 1, 1, Limits(10, None), 60)
+
+
+OLD_SCHEMA = """
+CREATE TABLE usage (tenant TEXT NOT NULL, period TEXT NOT NULL, spent INTEGER NOT NULL DEFAULT 0,
+    used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tenant, period)) WITHOUT ROWID;
+CREATE TABLE hold (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, period TEXT NOT NULL,
+    amount INTEGER NOT NULL, interactions INTEGER NOT NULL, deadline REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX hold_tenant ON hold (tenant, period);
+CREATE INDEX hold_deadline ON hold (deadline);
+CREATE TABLE finished (id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+"""
+
+
+async def test_a_file_written_by_the_previous_schema_opens_and_its_live_hold_settles_once(tmp_path):
+    path = tmp_path / "budget.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("PRAGMA journal_mode = WAL")
+    old.executescript(OLD_SCHEMA)
+    old.execute("INSERT INTO usage VALUES ('acme', '2026-11', 500, 1)")
+    old.execute("INSERT INTO hold VALUES ('h1', 'acme', '2026-11', 300, 1, ?)", (time.time() + 60,))
+    old.execute("INSERT INTO finished VALUES ('h0', ?)", (time.time(),))
+    old.close()
+    led = EmbeddedLedger(path)
+    await led.start()
+    assert await led.balance("acme", "2026-11") == Balance(500, 300, 1, 1)
+    h1 = Hold("h1", "acme", "2026-11", 300, 1, time.time() + 60)
+    assert await led.settle(h1, 200) is True
+    assert await led.settle(h1, 200) is False
+    assert await led.balance("acme", "2026-11") == Balance(700, 0, 2, 0)
+    await led.close()
+    names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert "finished" not in names and "hold_deadline" not in names and "reclaimed" in names
+
+
+async def test_finished_holds_leave_no_rows_behind_and_reclaimed_ids_expire(tmp_path, monkeypatch):
+    led = EmbeddedLedger(tmp_path / "budget.sqlite3")
+    await led.start()
+    lim = Limits(None, None)
+    for _ in range(50):  # the common path: nothing is remembered once a hold is settled or released
+        g = await led.reserve("acme", "2026-11", 10, 10, 1, lim, 60)
+        await (led.settle(g.hold, 5) if g.hold.amount % 2 else led.release(g.hold))
+    lapsed = (await led.reserve("acme", "2026-11", 10, 10, 1, lim, 0.05)).hold
+    await asyncio.sleep(0.1)
+    assert await led.reclaim() == 1
+
+    def rows(conn, now):
+        return [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("hold", "reclaimed")]
+    assert await led.db.write(rows) == [0, 1]  # only the reclaimed id, so its late settle charges once
+    monkeypatch.setattr("proxy.budget.embedded_store.RECLAIMED_KEEP_S", 0.0)
+    await asyncio.sleep(0.01)
+    await led.reclaim()
+    assert await led.db.write(rows) == [0, 0]
+    assert await led.settle(lapsed, 5) is False  # past the keep window: not charged (documented)
+    await led.close()
