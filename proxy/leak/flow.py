@@ -17,7 +17,7 @@ from proxy.leak.scanner import Scan, SlotScanner
 
 
 class LeakFlow:
-    __slots__ = ("rules", "prints", "cut", "newly_cut", "pending", "seconds", "template")
+    __slots__ = ("rules", "prints", "cut", "newly_cut", "pending", "seconds")
 
     def __init__(self, rules: TenantRules, request_prints: Iterable[PromptFingerprint] = ()) -> None:
         self.rules = rules
@@ -26,7 +26,6 @@ class LeakFlow:
         self.newly_cut: list[int] = []  # cut since the stage last looked
         self.pending: list[tuple[Hit, str]] = []  # hits since the stage last looked
         self.seconds = 0.0  # time spent scanning (one metrics sample per exchange)
-        self.template: object = None  # the last streamed chunk: shape (id, model) for chunks the stage adds
 
     def rewriter(self, key: tuple[int, str, int]) -> "SlotFilter":
         return SlotFilter(self, key[0], self.rules.scanner(self.prints))

@@ -71,8 +71,8 @@ class AlternativeSet:
     """The compiled, tenant-independent part: patterns and the anchor index. Shared by every
     tenant whose settings give the same alternatives (with 1,000 tenants: built once, not 1,000 times)."""
 
-    __slots__ = ("alts", "compiled", "max_span", "always", "anchored", "anchor_re", "prefix_re", "quiet_re", "by_anchor",
-                 "anchor_len")
+    __slots__ = ("alts", "compiled", "max_span", "always", "anchored", "anchor_re", "prefix_re", "quiet_re", "clean_re",
+                 "by_anchor", "anchor_len")
 
     def __init__(self, alts: Sequence[Alternative], cache: MutableMapping[str, Compiled] | None = None) -> None:
         self.alts = tuple(alts)
@@ -98,6 +98,7 @@ class AlternativeSet:
             self.by_anchor[k] = interned.setdefault(fs, fs)
         self.anchor_len = max((len(k) for k in every), default=0)
         self.anchor_re = self.prefix_re = self.quiet_re = None
+        self.clean_re = re.compile(r"(?!)")  # no anchors: nothing to find, nothing to hold
         if every:
             # Each part opens with a one-character class of its anchors' first characters, so a
             # position that cannot start an anchor costs one test, not one per trie branch.
@@ -110,6 +111,8 @@ class AlternativeSet:
             parts = [f"{_NOT_AFTER_WORD}{_first(raw[0])}(?:{trie_pattern(raw[0], True, re.escape)})"] if words else []
             parts += [f"{_first(raw[1])}(?:{trie_pattern(raw[1], True, re.escape)})"] if free else []
             self.prefix_re = re.compile("(?:" + "|".join(parts) + r")\Z", re.I)
+            # Both at once, for the scanner's shortcut: no match means scan() gives ([], len(text)).
+            self.clean_re = re.compile(f"(?:{anchors})|(?:" + "|".join(parts) + r")\Z", re.I)
 
 
 def _first(anchors: set[str]) -> str:
@@ -118,7 +121,7 @@ def _first(anchors: set[str]) -> str:
 
 
 class PatternDetector:
-    __slots__ = ("name", "max_span", "_set", "_checks")
+    __slots__ = ("name", "max_span", "_set", "_checks", "quiet")
 
     def __init__(self, alts: Sequence[Alternative] | AlternativeSet, checks: dict[str, Check] | None = None,
                  cache: MutableMapping[str, Compiled] | None = None) -> None:
@@ -127,6 +130,9 @@ class PatternDetector:
         self._set = alts if isinstance(alts, AlternativeSet) else AlternativeSet(alts, cache)
         self.max_span = self._set.max_span
         self._checks = checks or {}
+        # (pattern, segment_only) for SlotScanner's shortcut; searched over the buffer from `start`,
+        # no match means scan() finds nothing and holds nothing. None: alternatives without anchors.
+        self.quiet = None if self._set.always else (self._set.clean_re, False)
 
     @property
     def detectors(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ block): fail closed, never released unscanned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 from proxy.leak.hit import SEVERITY, Hit
@@ -21,6 +21,9 @@ _CONTEXT = 8  # released characters kept so look-behinds (word boundaries) see w
 # (at least _LAZY), then everything is scanned again: linear overall, and nothing held is
 # released in between, so nothing leaks; only the release of a match that fails is later.
 _LAZY = 256
+# The per-detector "nothing here" searches are for streamed deltas (a few characters each); a
+# whole body goes straight to the detectors, whose own shortcuts look only where they need to.
+_QUICK_CHARS = 64
 
 
 class Detector(Protocol):
@@ -34,12 +37,12 @@ class Detector(Protocol):
 @dataclass(slots=True)
 class Scan:
     text: str  # what may be emitted now
-    hits: list[tuple[Hit, str]] = field(default_factory=list)  # (hit, action) applied, for decisions
+    hits: Sequence[tuple[Hit, str]] = ()  # (hit, action) applied, for decisions
     stop: str | None = None  # "replace" | "block": nothing after `text` may be emitted
 
 
 class SlotScanner:
-    __slots__ = ("_detectors", "_actions", "_markers", "_max_hold", "_held", "_ctx", "_unscanned", "stopped")
+    __slots__ = ("_detectors", "_actions", "_markers", "_max_hold", "_held", "_ctx", "_unscanned", "stopped", "_quick")
 
     def __init__(self, detectors: Sequence[Detector], actions: Mapping[str, str],
                  markers: Mapping[str, str], max_hold: int) -> None:
@@ -51,6 +54,9 @@ class SlotScanner:
         self._ctx = ""
         self._unscanned = 0  # characters appended to `_held` since it was last scanned
         self.stopped = False
+        # Every detector's "nothing here" search (see feed); None if one of them has none.
+        quick = [getattr(d, "quiet", None) for d in detectors]
+        self._quick = tuple(quick) if all(q is not None for q in quick) else None
 
     @property
     def held(self) -> str:
@@ -59,9 +65,29 @@ class SlotScanner:
     def feed(self, text: str) -> Scan:
         if self.stopped:
             return Scan("")
-        if not self._held and not text:
-            return Scan("")
         held = self._held
+        if not held:
+            if not text:
+                return Scan("")
+            quick = self._quick
+            if quick is not None and len(text) <= _QUICK_CHARS:
+                # Nothing held: one "nothing here" search per detector. A detector whose search finds
+                # nothing would find no hit and hold nothing, so only the others scan; with none
+                # left, all of it goes out (what _run would decide).
+                ctx = self._ctx
+                whole = ctx + text
+                busy = []
+                for d, (pattern, segment_only) in zip(self._detectors, quick):
+                    if segment_only:
+                        if not text.isascii() or pattern.search(text) is not None:
+                            busy.append(d)
+                    elif pattern.search(whole, len(ctx)) is not None:
+                        busy.append(d)
+                if not busy:
+                    self._ctx = whole[-_CONTEXT:]
+                    return Scan(text)
+                self._unscanned = 0
+                return self._run(text, final=False, detectors=busy)
         if len(held) > _LAZY:
             grown = self._unscanned + len(text)
             if grown < max(len(held) // 4, _LAZY) and len(held) + len(text) <= self._max_hold:
@@ -78,13 +104,13 @@ class SlotScanner:
             return Scan("")
         return self._run(self._held, final=True)
 
-    def _run(self, buf: str, final: bool) -> Scan:
+    def _run(self, buf: str, final: bool, detectors: Sequence[Detector] | None = None) -> Scan:
         base = len(self._ctx)
         text = self._ctx + buf
         n = len(text)
         hold = n
         hits: list[Hit] = []
-        for d in self._detectors:
+        for d in detectors or self._detectors:
             found, h = d.scan(text, base, final)
             if found:
                 hits.extend(found)

@@ -41,12 +41,16 @@ from proxy.pii.settings import BUILTIN_ENTITIES, DetectionSettings
 # Windows: runs of whitespace-separated words holding a digit or an "@" (or, with URL on,
 # a "." ":" "/"). google-re2 scans fast, but its str API converts every match offset from
 # UTF-8 at a cost that grows with the text, so it runs on bytes and `_windows` maps offsets
-# back; a re2 search first skips text with nothing to look at. Whitespace is ASCII
+# back; a plain `re` search for a digit or "@" first skips text with nothing to look at. Whitespace is ASCII
 # whitespace (a no-break space joins words into one window: harmless, just a longer window).
 _WINDOW_B = re2.compile(rb"\S*[\d@]\S*(?:\s\S*[\d@]\S*)*")
 _WINDOW_URL_B = re2.compile(rb"\S*[\d@.:/]\S*(?:\s\S*[\d@.:/]\S*)*")
-_ANY = re2.compile(rb"[\d@]")
-_ANY_URL = re2.compile(rb"[\d@.:/]")
+_ANY_S = re.compile(r"[0-9@]")
+_ANY_URL_S = re.compile(r"[0-9@.:/]")
+# Before normalize(): any character that is, or normalizes to, one a window needs (\d is every
+# Unicode decimal digit; full-width "＠" ".:/" too). None found: no built-in recognizer can match.
+_CLUE = re.compile(r"[\d@\uff20]")
+_CLUE_URL = re.compile(r"[\d@.:/\uff20\uff0e\uff1a\uff0f]")
 _WORD = re.compile(r"\w+")
 _IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}")
 _DOTTED = re.compile(r"\d\.\d")
@@ -61,9 +65,9 @@ OVERLAP = 128  # longer than any built-in entity, so each one is whole in some p
 
 
 def _windows(text: str, url: bool) -> list[tuple[int, str]]:
-    raw = text.encode("utf-8", "surrogatepass")
-    if (_ANY_URL if url else _ANY).search(raw) is None:
+    if (_ANY_URL_S if url else _ANY_S).search(text) is None:  # = the bytes pattern on the UTF-8 (ASCII classes)
         return []
+    raw = text.encode("utf-8", "surrogatepass")
     rx = _WINDOW_URL_B if url else _WINDOW_B
     if len(raw) == len(text):  # ASCII: byte offsets are character offsets
         found = [(m.start(), m.group().decode("ascii")) for m in rx.finditer(raw)]
@@ -253,14 +257,23 @@ class Detector:
         for c in self._builtin + self._custom:
             self._contexts[c.entity] = self._contexts.get(c.entity, frozenset()) | c.context
         self.allow = self._allow = frozenset(v.casefold() for v in settings.allow_list)
+        self._builtin_only = not self._custom and self.ner is None
+        self._clue = _CLUE_URL if self._url else _CLUE
 
     @property
     def recognizers(self) -> list[PatternRecognizer]:
         """The Presidio recognizers this detector runs (the reference engine reuses them)."""
         return [c.rec for c in self._builtin] + [c.rec for c in self._custom]
 
+    def nothing_to_find(self, text: str) -> bool:
+        """True when `text` cannot hold anything this detector finds: only built-in recognizers
+        (every one needs a digit or an "@", or with URL on a "." ":" "/") and none of those here."""
+        return self._builtin_only and (self._clue.search(text) is None)
+
     def find(self, text: str, budget_s: float | None = None) -> list[Span]:
         """Spans in `text`. With `budget_s`, raise DetectionBudgetExceeded past that much CPU time."""
+        if self.nothing_to_find(text):
+            return []
         steps = self.steps(text, budget_s)
         while True:
             try:

@@ -103,8 +103,6 @@ class LeakStage(Stage):
         if state is None:
             return [event]
         flow, editor = state
-        if event.kind == "sse" and isinstance(event.payload, dict):
-            flow.template = event.payload
         t = time.perf_counter()
         try:
             out = editor.edit(event)
@@ -168,7 +166,7 @@ class LeakStage(Stage):
         newly = flow.take_cut()
         earlier = flow.cut.difference(newly)
         kept: list[Event] = []
-        template = flow.template
+        template = ex.state[self.type][1].template
         for ev in out:
             payload = ev.payload
             if ev.kind == "body":

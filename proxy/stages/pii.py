@@ -88,9 +88,12 @@ class PiiStage(Stage):
         detector = self.detector_for(tenant.id)
         started = time.perf_counter()
         try:
-            if detector.ner is not None and sum(map(len, texts)) >= self._executor_min:
+            size = sum(len(t) for t in texts if isinstance(t, str))
+            if detector.ner is not None and size >= self._executor_min:
                 # spaCy runs in one long call: large texts go to a worker thread.
                 found = await asyncio.get_running_loop().run_in_executor(None, _find_all, detector, texts, self._budget)
+            elif size <= INLINE_CHARS and detector.ner is None:
+                found = _find_all(detector, texts, self._budget)  # a few ms at worst: no slices needed
             else:
                 found = await _find_all_cooperatively(detector, texts, self._budget)
         except DetectionBudgetExceeded:
@@ -161,6 +164,9 @@ class PiiStage(Stage):
 
 
 SLICE_S = 0.002  # longest stretch of detection between two yields to the event loop
+# Requests with at most this much text are scanned in one go, like one step of the cooperative
+# path (one window of at most MAX_WINDOW characters): no longer a stall than a step is anyway.
+INLINE_CHARS = 1024
 
 
 async def _find_all_cooperatively(detector: Detector, texts: list[str], budget_s: float) -> list[list[Span]]:
@@ -170,7 +176,7 @@ async def _find_all_cooperatively(detector: Detector, texts: list[str], budget_s
     out: list[list[Span]] = []
     mark = time.perf_counter()
     for t in texts:
-        if not isinstance(t, str):
+        if not isinstance(t, str) or detector.nothing_to_find(t):
             out.append([])
             continue
         left = deadline - time.perf_counter()

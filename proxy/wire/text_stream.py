@@ -29,6 +29,11 @@ class TextStreamEditor:
         self._rewriters: dict[SlotKey, SlotRewriter] = {}
         self._template: Any = None
 
+    @property
+    def template(self) -> Any:
+        """The last streamed chunk with text (or a finish): the shape (id, model) of chunks a stage adds."""
+        return self._template
+
     def _rewriter(self, key: SlotKey) -> SlotRewriter:
         rw = self._rewriters.get(key)
         if rw is None:

@@ -1,3 +1,5 @@
+from hypothesis import given, settings, strategies as st
+
 from proxy.leak.pattern import single
 from proxy.leak.scanner import SlotScanner
 from proxy.leak.secret import secret_detector
@@ -20,7 +22,7 @@ def run(s: SlotScanner, parts: list[str]) -> tuple[str, list]:
         if r.stop:
             return "".join(out), hits
     r = s.finish()
-    return "".join(out) + r.text, hits + r.hits
+    return "".join(out) + r.text, hits + list(r.hits)
 
 
 def test_clean_text_passes_unchanged_and_promptly():
@@ -105,3 +107,35 @@ def test_lazy_rescan_holds_without_emitting_until_enough_text_arrived():
     held = len(s.held)
     assert held > 256
     assert s.feed("AAAA").text == "" and len(s.held) == held + 4
+
+
+# The scanner's shortcut (one "nothing here" search per detector while nothing is held) must
+# decide exactly what the full detector pass decides, event by event.
+_PROMPT = "You are Acme's support assistant. Never reveal the refund code RX-42 or straße rules to anyone."
+_BITS = ["you ", "are ", "Acme's ", "support ", "assistant", "never ", "reveal ", "the ", "refund ", "code ", "RX-42 ",
+         "stra", "ße ", "rules ", "to ", "anyone.", "sk-", "proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE ", "AKIA", "token",
+         "=abcd1234efgh5678ijkl ", "![x](http://evil.example/?q=1) ", "\x1b[31m", "ACME-ACCT-0001 ", "GLOBEX-ACCT-7777 ",
+         "hello ", "quarterly ", "report ", "s", "t", "a", " ", "\n", "**", "é", "İ", "42", "_"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(bits=st.lists(st.sampled_from(_BITS), max_size=30), cuts=st.lists(st.integers(0, 400), max_size=12),
+       action=st.sampled_from(["redact", "replace"]))
+def test_the_shortcut_decides_like_the_full_pass(bits, cuts, action):
+    from proxy.leak.rules import TenantInfo, compile_rules, fingerprint
+    from proxy.stages.leak import LeakConfig
+
+    config = LeakConfig.model_validate({"type": "leak", "actions": {"system_prompt": action, "cross_tenant": action}})
+    rules = compile_rules(config, {"acme": TenantInfo(_PROMPT, ("ACME-ACCT-0001",)), "globex": TenantInfo(None, ("GLOBEX-ACCT-7777",))})
+    sent = fingerprint("Act as the onboarding guide and keep the launch date confidential.", config.system_prompt)
+    text = "".join(bits)
+    points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    parts = [text[a:b] for a, b in zip(points, points[1:])]
+    fast, full = rules["acme"].scanner([sent]), rules["acme"].scanner([sent])
+    assert fast._quick is not None
+    full._quick = None
+    for p in parts + [None]:
+        a, b = (fast.feed(p), full.feed(p)) if p is not None else (fast.finish(), full.finish())
+        assert (a.text, a.hits, a.stop) == (b.text, b.hits, b.stop)
+        if a.stop:
+            break
