@@ -10,9 +10,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 
+_month: tuple[float, float, str] = (0.0, 0.0, "")  # [start, end) in Unix seconds and its period
+
+
 def period_of(ts: float) -> str:
-    """'YYYY-MM' of a Unix timestamp, in UTC."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m")
+    """'YYYY-MM' of a Unix timestamp, in UTC (the current month is remembered: one comparison per call)."""
+    global _month
+    start, end, period = _month
+    if start <= ts < end:
+        return period
+    period = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m")
+    _month = (period_start(period).timestamp(), period_reset(period).timestamp(), period)
+    return period
 
 
 def period_start(period: str) -> datetime:

@@ -110,6 +110,10 @@ class BudgetStage(Stage):
         self.ledger: Ledger | None = None
         self._password = config.redis_password.resolve(policy.base_dir) if config.redis_password else None
         self._reclaimer: asyncio.Task | None = None
+        m = services.metrics  # label children bound once: labels() costs more than inc()
+        self._m_reserved, self._m_settled, self._m_released = (m.budget_reservations.labels(x) for x in
+                                                               ("reserved", "settled", "released"))
+        self._resets: dict[str, str] = {}  # period -> X-Ramparts-Budget-Reset value
 
     async def start(self) -> None:
         """Open the ledger, load the tokenizers (off the loop) and start the reclaimer."""
@@ -204,7 +208,7 @@ class BudgetStage(Stage):
         state = _Hold(hold, price, prompt_tokens, max_tokens, sizing.n, inject,
                       time.monotonic() + self.config.hold_ttl_s / 3)
         ex.state[self.type] = state
-        headers = self._headers(plan, grant.balance, period)
+        headers = self._headers(plan, grant.balance, period, self._resets)
         used = self._used_fraction(plan.limits, grant.balance)
         if used is not None and used[0] >= self.config.warn_at:
             text = self.config.notice.format(plan=plan.name, percent=int(used[0] * 100), what=used[1], reset=reset_date(period))
@@ -213,7 +217,7 @@ class BudgetStage(Stage):
                 state.notice = text
             ex.decide(self.type, "warn", used_percent=int(used[0] * 100), what=used[1])
         ex.extra_response_headers.update(headers)
-        self.services.metrics.budget_reservations.labels("reserved").inc()
+        self._m_reserved.inc()
         ex.decide(self.type, "reserve", reserved_usd=usd(hold.amount), prompt_tokens=prompt_tokens,
                   max_tokens=max_tokens, n=sizing.n, period=period)
         return None
@@ -239,8 +243,13 @@ class BudgetStage(Stage):
         return max(parts) if parts else None
 
     @staticmethod
-    def _headers(plan: PlanRule, bal: Balance, period: str) -> dict[str, str]:
-        h = {"X-Ramparts-Plan": plan.name, "X-Ramparts-Budget-Reset": period_reset(period).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    def _headers(plan: PlanRule, bal: Balance, period: str, resets: dict[str, str] | None = None) -> dict[str, str]:
+        reset = resets.get(period) if resets is not None else None
+        if reset is None:
+            reset = period_reset(period).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if resets is not None and len(resets) < 64:
+                resets[period] = reset
+        h = {"X-Ramparts-Plan": plan.name, "X-Ramparts-Budget-Reset": reset}
         left = bal.budget_left(plan.limits)
         if left is not None:
             h["X-Ramparts-Budget-Remaining"] = f"{max(0, left) / 1e9:.6f}"
@@ -327,7 +336,7 @@ class BudgetStage(Stage):
             settle = produced or ex.outcome != "upstream_error"
         if not settle:
             if await self._finish(ex, st.hold, None):
-                m.budget_reservations.labels("released").inc()
+                self._m_released.inc()
                 ex.decide(self.type, "release", reason=ex.outcome, upstream_status=ex.response_status)
             return
         if ex.usage.reported:
@@ -336,7 +345,7 @@ class BudgetStage(Stage):
             prompt, completion, estimated = st.prompt_tokens, st.output_tokens or ex.usage.streamed_chars, True
         cost = st.price.cost(prompt, completion)
         if await self._finish(ex, st.hold, cost):
-            m.budget_reservations.labels("settled").inc()
+            self._m_settled.inc()
             spent = m.budget_spent_usd.labels(*m.tenant(ex.tenant_id)) if m.tenant_label else m.budget_spent_usd
             spent.inc(usd(cost))
             ex.decide(self.type, "settle", settled_usd=usd(cost), reserved_usd=usd(st.hold.amount), prompt_tokens=prompt,

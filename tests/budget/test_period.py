@@ -21,3 +21,18 @@ def test_month_boundaries_in_utc(moment, period, reset):
     assert reset_date(period) == reset
     assert period_start(period) < period_reset(period)
     assert period_reset(period).tzinfo == timezone.utc
+
+
+def test_the_remembered_month_agrees_with_datetime_on_both_sides_of_every_boundary():
+    import random
+    from proxy.budget import period as mod
+    rnd = random.Random(7)
+    stamps = []
+    for year in (2026, 2027, 2028):
+        for month in range(1, 13):
+            edge = datetime(year, month, 1, tzinfo=timezone.utc).timestamp()
+            stamps += [edge - 1e-6, edge, edge + 1e-6, edge - 1, edge + 1]
+    stamps += [rnd.uniform(1.7e9, 1.9e9) for _ in range(500)]
+    rnd.shuffle(stamps)
+    for ts in stamps + sorted(stamps):  # jumps back and forth, then a clock moving forward
+        assert mod.period_of(ts) == datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m"), ts

@@ -53,3 +53,21 @@ def test_no_network_or_cache_dir_is_touched(monkeypatch, tmp_path):
     monkeypatch.setattr(tiktoken.load, "read_file", lambda *_: pytest.fail("tiktoken tried to fetch a file"))
     enc = load_encoding("cl100k_base")
     assert enc.name == "cl100k_base" and not (tmp_path / "cache").exists()
+
+
+def test_remembered_counts_are_exact_and_the_cache_stays_bounded(monkeypatch):
+    import random
+    counter = TokenCounter()
+    monkeypatch.setattr(counter, "CACHE_MAX_CHARS", 20_000)
+    rnd = random.Random(3)
+    words = ["refund", "ACME-ACCT-0001", "héllo", "数据", "🙂", " ", "\n", "<|endoftext|>", "4242 4242"]
+    texts = ["".join(rnd.choice(words) for _ in range(rnd.randint(60, 600))) for _ in range(40)]
+    enc = COUNTER._encoding("o200k_base")
+    for t in texts:
+        for _ in range(2):  # the second call is a hit whenever the text was small enough to keep
+            assert counter.count(t, "o200k_base") == len(enc.encode_ordinary(t))
+            assert counter.count(t, "cl100k_base") == len(COUNTER._encoding("cl100k_base").encode_ordinary(t))
+    assert counter.cache_hits > 0
+    assert counter._cache_chars <= 20_000 and sum(len(t) for _, t in counter._cache) == counter._cache_chars
+    short = "hi there"  # below CACHE_MIN_CHARS: counted, not kept
+    assert counter.count(short, "o200k_base") == 2 and ("o200k_base", short) not in counter._cache
