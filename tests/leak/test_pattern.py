@@ -94,11 +94,13 @@ def _full_pass(d: PatternDetector) -> PatternDetector:
 
     aset = copy.copy(d._set)
     aset.quiet_re = re.compile("")
+    aset.presence = None
     return PatternDetector(aset, d._checks)
 
 
-@settings(max_examples=500, deadline=None)
-@given(pieces=st.lists(st.sampled_from(_PIECES), max_size=24), start=st.integers(0, 10), final=st.booleans())
+@settings(max_examples=800, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_PIECES + ["Please summarise the quarterly report ", "finance team "]), max_size=40),
+       start=st.integers(0, 10), final=st.booleans())
 def test_clean_text_shortcut_equals_the_full_anchor_pass(pieces, start, final):
     from proxy.leak.rules import TenantInfo, compile_rules
     from proxy.stages.leak import LeakConfig
@@ -114,3 +116,16 @@ def test_clean_text_shortcut_equals_the_full_anchor_pass(pieces, start, final):
 
 
 _RULES = None
+
+
+def test_long_text_anchor_search_sees_the_first_and_the_start_position():
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+
+    d = compile_rules(LeakConfig.model_validate({"type": "leak"}), {"acme": TenantInfo(None, ())})["acme"].detectors[0]
+    key = "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE"
+    tail = " and then a long clean sentence follows it, with nothing else to find at all."
+    for text, start in ((key + tail, 0), ("xy " + key + tail, 3), ("xysk" + tail * 2, 2), ("AKIA" + tail, 0)):
+        assert d.scan(text, start, True) == _full_pass(d).scan(text, start, True)
+    assert [h.kind for h in d.scan(key + tail, 0, True)[0]] == ["openai_key"]
+    assert d.scan("xysk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE" + tail, 2, True) == ([], len(tail) + 42)
