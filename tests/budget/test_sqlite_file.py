@@ -30,3 +30,19 @@ async def test_the_wal_stays_bounded_while_the_loop_commits_continuously(tmp_pat
     assert max(sizes) < 4 << 20, sizes  # 3,000 requests wrote ~90 MB of WAL frames before the fix
     assert (await led.balance("acme", "2026-11")).spent == 15_000
     await led.close()
+
+
+async def test_a_new_file_gets_small_pages_and_an_existing_file_keeps_its_own(tmp_path):
+    import sqlite3
+    new, old = tmp_path / "new.sqlite3", tmp_path / "old.sqlite3"
+    c = sqlite3.connect(old)
+    c.execute("CREATE TABLE t (x)")  # a file written before: 4 KiB pages
+    c.close()
+    for path in (new, old):
+        led = EmbeddedLedger(path)
+        await led.start()
+        g = await led.reserve("acme", "2026-11", 10, 10, 1, Limits(100, None), 60)
+        assert await led.settle(g.hold, 5)
+        await led.close()
+    assert sqlite3.connect(new).execute("PRAGMA page_size").fetchone()[0] == 1024
+    assert sqlite3.connect(old).execute("PRAGMA page_size").fetchone()[0] == 4096
