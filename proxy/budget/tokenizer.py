@@ -62,7 +62,14 @@ def load_encoding(name: str, directory: Path = _DIR) -> tiktoken.Encoding:
         if line:
             tok, _, rank = line.partition(b" ")
             ranks[a2b_base64(tok)] = int(rank)
-    return tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
+    enc = tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
+    # The Rust core (CoreBPE) keeps its own copy of the ranks; the Python dict tiktoken also keeps
+    # is only read to pickle the Encoding, which Ramparts never does. Dropping it returns ~27 MB of
+    # RSS for o200k_base (74 -> 47 MB measured), ~15 MB for cl100k_base. Counting is unchanged
+    # (tests/budget/test_tokenizer.py pins token ids and checks the attribute still exists).
+    if getattr(enc, "_mergeable_ranks", None) is ranks:
+        enc._mergeable_ranks = None
+    return enc
 
 
 class TokenCounter:

@@ -71,3 +71,18 @@ def test_remembered_counts_are_exact_and_the_cache_stays_bounded(monkeypatch):
     assert counter._cache_chars <= 20_000 and sum(len(t) for _, t in counter._cache) == counter._cache_chars
     short = "hi there"  # below CACHE_MIN_CHARS: counted, not kept
     assert counter.count(short, "o200k_base") == 2 and ("o200k_base", short) not in counter._cache
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_the_python_copy_of_the_ranks_is_dropped_and_tokens_are_unchanged(name):
+    import tiktoken
+    from binascii import a2b_base64
+    enc = load_encoding(name)
+    assert enc._mergeable_ranks is None  # ~27 MB of RSS for o200k_base; the Rust core keeps its own
+    filename, _, pattern, special = ENCODINGS[name]
+    data = (load_encoding.__globals__["_DIR"] / filename).read_bytes()
+    ranks = {a2b_base64(t): int(r) for t, _, r in (line.partition(b" ") for line in data.split(b"\n") if line)}
+    reference = tiktoken.Encoding(name=name + "-ref", pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
+    text = "Refunds above 500 EUR need approval code RX-42. naïve café – 東京 🙂 <|endoftext|>\n\tdef f(x): return x**2"
+    assert enc.encode_ordinary(text) == reference.encode_ordinary(text)
+    assert enc.decode(enc.encode_ordinary(text)) == text
