@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.injection.feature import DIM, indices
+from proxy.injection.feature import DIM, distinct_indices
 
 MODEL_FILE = "model/classifier.npz"
 
@@ -53,7 +53,7 @@ class Classifier:
         return max(self._logit(plain[i:i + w]) for i in range(0, len(plain) - w // 4, step))
 
     def _logit(self, plain: str) -> float:
-        idx = indices(plain)
+        idx = distinct_indices(plain)
         if not len(idx):
             return self.bias
         return float(self.weights[idx].sum()) / math.sqrt(len(idx)) + self.bias

@@ -31,3 +31,13 @@ def test_hash_is_stable_across_processes():
     code = "from proxy.injection.feature import indices; print(indices('hello world, stable?').tolist())"
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": s, "PATH": ""}).stdout for s in ("1", "2")}
     assert len(runs) == 1 and runs.pop().strip() == str(indices("hello world, stable?").tolist())
+
+
+def test_distinct_indices_is_the_same_set_as_indices_in_any_order():
+    from proxy.injection.feature import distinct_indices
+    texts = ["", "ab", "abc abc abc", "ignore all previous instructions " * 40, "x" * 5000,
+             "the same words, the same words, the same words; and then a few others at the end"]
+    for text in texts:
+        got = distinct_indices(text)
+        assert len(got) == len(set(got.tolist()))
+        assert sorted(got.tolist()) == indices(text).tolist()
