@@ -18,11 +18,9 @@ import re
 from typing import Iterable, Sequence
 
 from proxy.leak.hit import Hit
-from proxy.leak.literal import trie_pattern
 
 _WORD = re.compile(r"[^\W_]+")
 MIN_WORDS = 4  # shorter prompts carry too little signal: use canaries for them
-_QUIET_MAX_WORDS = 2000  # distinct prompt words up to which the scanner's one-search shortcut is compiled
 
 Word = tuple[int, int, str]  # start, end, casefolded text
 
@@ -101,7 +99,7 @@ class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
     __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes", "_n", "_shingles", "_grams", "_all_grams",
-                 "_run", "_longest_gram", "_quiet")
+                 "_run", "_longest_gram", "quiet")
 
     def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
         self.name = "system_prompt"
@@ -119,21 +117,20 @@ class FingerprintDetector:
         self._all_grams = frozenset().union(*(p.grams for p in self._prints))
         self._run = min((p.n for p in self._prints), default=1)
         self._longest_gram = max((p.n for p in self._prints), default=1) - 1
-        self._quiet: object = False  # built on first use (see `quiet`)
+        # For SlotScanner's shortcut: searched over the new text alone (words start where the scan
+        # starts); None means scan() would find nothing and hold nothing there.
+        self.quiet = (self._busy, True)
 
-    @property
-    def quiet(self) -> "tuple[re.Pattern[str], bool] | None":
-        """(pattern, segment_only) for SlotScanner's shortcut: searched over the new ASCII text alone
-        (words start where the scan starts), no match means scan() finds nothing and holds nothing:
-        no prompt word, and the last word is no beginning of one. None for a very large vocabulary."""
-        if self._quiet is False:
-            words = sorted(self._vocab)  # non-ASCII ones too: their ASCII beginnings ("stra" of "straße") count
-            if len(words) > _QUIET_MAX_WORDS:
-                self._quiet = None
-            else:
-                self._quiet = (re.compile(rf"(?<![A-Za-z0-9])(?:(?:{trie_pattern(words, escape=re.escape)})"
-                                          rf"(?![A-Za-z0-9])|(?:{trie_pattern(words, True, re.escape)})\Z)", re.I), True)
-        return self._quiet
+    def _busy(self, text: str) -> bool | None:
+        """None if `text` (not final) holds no prompt word and does not end in the beginning of one."""
+        if not text.isascii():
+            return True  # the general path decides
+        found = _WORD.findall(text.lower())
+        if not found:
+            return None
+        if text[-1].isalnum() and found.pop() in self._prefixes:  # the last word may still grow into one
+            return True
+        return None if self._vocab.isdisjoint(found) else True
 
     def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
         n = len(text)

@@ -151,7 +151,7 @@ class PatternDetector:
         self._checks = checks or {}
         # (pattern, segment_only) for SlotScanner's shortcut; searched over the buffer from `start`,
         # no match means scan() finds nothing and holds nothing. None: alternatives without anchors.
-        self.quiet = None if self._set.always else (self._set.clean_re, False)
+        self.quiet = None if self._set.always else (self._set.clean_re.search, False)
 
     @property
     def detectors(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from proxy.leak.identifier import IdentifierIndex
 from proxy.leak.literal import trie_pattern, word_literals
 from proxy.leak.markup import ansi_alternatives, image_alternatives
 from proxy.leak.pattern import Alternative, AlternativeSet, Check, Compiled, PatternDetector
-from proxy.leak.scanner import Detector, SlotScanner
+from proxy.leak.scanner import Detector, SlotScanner, quick_searches
 from proxy.leak.secret import secret_alternatives
 from proxy.leak.settings import DEFAULT_ACTIONS, LeakModeration, LeakPromptSettings
 
@@ -37,7 +37,7 @@ class TenantRules:
     markers: Mapping[str, str]
     prompt: LeakPromptSettings
     max_hold: int
-    # (tenant prints + request prints) -> (detectors, max hold): a request's system prompt is
+    # (tenant prints + request prints) -> (detectors, max hold, quick searches): a request's system prompt is
     # usually the one the app always sends, so its fingerprint detector is built once, not per slot.
     _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -48,11 +48,11 @@ class TenantRules:
             dets = list(self.detectors)
             if prints and self.actions.get("system_prompt") != "off":
                 dets.append(FingerprintDetector(prints))
-            built = (tuple(dets), max([self.max_hold] + [d.max_span for d in dets]))
+            built = (tuple(dets), max([self.max_hold] + [d.max_span for d in dets]), quick_searches(dets))
             if len(self._built) >= _BUILT_PER_TENANT:
                 self._built.pop(next(iter(self._built)))  # the oldest
             self._built[prints] = built
-        return SlotScanner(built[0], self.actions, self.markers, built[1])
+        return SlotScanner(built[0], self.actions, self.markers, built[1], built[2])
 
 
 def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, TenantRules]:

@@ -45,7 +45,7 @@ class SlotScanner:
     __slots__ = ("_detectors", "_actions", "_markers", "_max_hold", "_held", "_ctx", "_unscanned", "stopped", "_quick")
 
     def __init__(self, detectors: Sequence[Detector], actions: Mapping[str, str],
-                 markers: Mapping[str, str], max_hold: int) -> None:
+                 markers: Mapping[str, str], max_hold: int, quick: tuple | None | bool = False) -> None:
         self._detectors = detectors
         self._actions = actions
         self._markers = markers
@@ -55,8 +55,7 @@ class SlotScanner:
         self._unscanned = 0  # characters appended to `_held` since it was last scanned
         self.stopped = False
         # Every detector's "nothing here" search (see feed); None if one of them has none.
-        quick = [getattr(d, "quiet", None) for d in detectors]
-        self._quick = tuple(quick) if all(q is not None for q in quick) else None
+        self._quick = quick_searches(detectors) if quick is False else quick
 
     @property
     def held(self) -> str:
@@ -77,11 +76,8 @@ class SlotScanner:
                 ctx = self._ctx
                 whole = ctx + text
                 busy = []
-                for d, (pattern, segment_only) in zip(self._detectors, quick):
-                    if segment_only:
-                        if not text.isascii() or pattern.search(text) is not None:
-                            busy.append(d)
-                    elif pattern.search(whole, len(ctx)) is not None:
+                for d, (search, segment_only) in zip(self._detectors, quick):
+                    if (search(text) if segment_only else search(whole, len(ctx))) is not None:
                         busy.append(d)
                 if not busy:
                     self._ctx = whole[-_CONTEXT:]
@@ -166,6 +162,14 @@ class SlotScanner:
             last = max(last, h.end)
         parts.append(text[last:upto])
         return "".join(parts)
+
+
+def quick_searches(detectors: Sequence[Detector]) -> tuple | None:
+    """The detectors' (search, segment_only) "nothing here" checks, or None if one has none: `search(text)`
+    (segment_only: the new text alone) or `search(buffer, start)` gives None when the detector's scan
+    would find nothing and hold nothing."""
+    quick = [getattr(d, "quiet", None) for d in detectors]
+    return tuple(quick) if all(q is not None for q in quick) else None
 
 
 def _merge(hits: list[Hit], actions: Mapping[str, str]) -> list[Hit]:
