@@ -120,12 +120,15 @@ class AlternativeSet:
 # Longer ASCII text looks for anchors with google-re2 (a DFA: ~1.5 us for 150 characters where the
 # `re` search with its per-position look-arounds takes ~7 us; for a few characters `re` is cheaper).
 _PRESENCE_CHARS = 64
+_PRESENCE_MAX_CHARS = 100_000  # anchors' total length up to which that search is built (1,000 tenants: ~60,000)
 
 
 def _presence(words: set[str], free: set[str]) -> "re2._Regexp | None":
     """Whether any anchor occurs, as one re2 search: a superset of anchor_re's matches on ASCII
     text (the same ASCII case folding; a word anchor needs a non-alphanumeric character or the
     start before it, the search starts one character early so that character is seen)."""
+    if sum(map(len, words)) + sum(map(len, free)) > _PRESENCE_MAX_CHARS:
+        return None  # tens of thousands of identifiers: re2's DFA would run out of memory (and log it)
     parts = [f"(?:^|[^A-Za-z0-9])(?:{trie_pattern(words, escape=re.escape)})"] if words else []
     parts += [f"(?:{trie_pattern(free, escape=re.escape)})"] if free else []
     try:
