@@ -92,8 +92,19 @@ class _Hold:
     renew_at: float
     notice: str | None = None
     notice_sent: bool = False
-    output_tokens: int = 0
+    output_tokens: int = 0  # counted exactly so far (see `pending`)
     finished: bool = False
+    # Output text not tokenized yet, and its UTF-8 length: BPE never yields more tokens than bytes,
+    # so while output_tokens + pending_bytes stays within the cut limit no count can reach it and
+    # counting waits. It happens when the bound crosses the limit (then per event, as before) or at
+    # the end when the provider sent no usage; with usage (the budget asks for it) it never happens.
+    pending: list[str] | None = None
+    pending_bytes: int = 0
+
+    def count_pending(self, counter: TokenCounter) -> None:
+        if self.pending:
+            self.output_tokens += counter.count_many(self.pending, self.price.encoding)
+        self.pending, self.pending_bytes = None, 0
 
 
 class BudgetStage(Stage):
@@ -266,17 +277,24 @@ class BudgetStage(Stage):
         payload = event.payload
         if st is None or not isinstance(payload, dict):
             return [event]
+        limit = st.max_tokens * st.n + self.config.cut_slack_tokens
         if not ex.usage.reported or event.kind == "sse":
-            texts = [t for s in response_slots(payload) if isinstance(t := get_at(payload, s.path), str)]
+            texts = [t for s in response_slots(payload) if isinstance(t := get_at(payload, s.path), str) and t]
             if texts:
-                st.output_tokens += self.counter.count_many(texts, st.price.encoding)
+                if st.pending is None:
+                    st.pending = texts
+                else:
+                    st.pending.extend(texts)
+                st.pending_bytes += sum(len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass")) for t in texts)
+                if st.output_tokens + st.pending_bytes > limit:  # a cut is possible: count exactly now
+                    st.count_pending(self.counter)
         if time.monotonic() >= st.renew_at:
             st.renew_at = time.monotonic() + self.config.hold_ttl_s / 3
             try:
                 await self.ledger.extend(st.hold, self.config.hold_ttl_s)
             except StoreUnavailable:  # the hold may lapse; settle still charges what was generated
                 self.services.metrics.budget_store_errors.labels(self._store_label).inc()
-        if event.kind == "sse" and st.output_tokens > st.max_tokens * st.n + self.config.cut_slack_tokens:
+        if event.kind == "sse" and st.output_tokens > limit:
             ex.decide(self.type, "cut", output_tokens=st.output_tokens, reserved_tokens=st.max_tokens * st.n)
             raise DenyError(Deny(429, "the answer reached the output this request's budget reserved; the stream was cut",
                                  "insufficient_quota", "output_budget_reached", reason="output_budget_reached"))
@@ -326,6 +344,8 @@ class BudgetStage(Stage):
             return
         st.finished = True
         m = self.services.metrics
+        if not ex.usage.reported:  # the counted output is what gets charged
+            st.count_pending(self.counter)
         produced = ex.usage.reported or st.output_tokens > 0 or ex.usage.streamed_chars > 0
         called = ex.upstream_started is not None
         if ex.response_status is None:

@@ -547,3 +547,34 @@ async def test_the_periodic_sweep_reclaims_dead_holds(tmp_path):
     reclaimed = stage.services.metrics.budget_reservations.labels("reclaimed")._value.get()
     assert reclaimed == 1
     await stage.stop()
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_deferred_output_counting_cuts_and_charges_exactly_like_counting_every_event(stage, seed):
+    # Reference: count every streamed text as it arrives (the stage did so until 2026-12); the stage now
+    # waits while a UTF-8 byte bound keeps a cut impossible. Same cut point, same charged count.
+    import random
+    rnd = random.Random(seed)
+    pieces = [" word", "s", " 東京", " 🙂🙂", "\n\n", " refund", "ABC-123", " naïve", " x" * 7, "", " " * 5]
+    texts = [rnd.choice(pieces) for _ in range(rnd.randint(1, 120))]
+    max_tokens = rnd.choice([1, 5, 20, 60, 2000])
+    limit = max_tokens + stage.config.cut_slack_tokens
+    counted, cut_after = 0, None
+    for i, t in enumerate(texts):
+        counted += COUNTER.count(t, "o200k_base")
+        if counted > limit:
+            cut_after = i
+            break
+    ex = make_exchange(stage.policy, {**MSG, "stream": True, "max_tokens": max_tokens})
+    await stage.on_request(ex)
+    out = await respond(stage, ex, stream(texts))
+    if cut_after is None:
+        assert ex.outcome == "ok" and not any(d.decision == "cut" for d in ex.decisions)
+    else:
+        assert ex.outcome == "cut_stream"
+        cut = [d for d in ex.decisions if d.decision == "cut"][0]
+        assert cut.detail["output_tokens"] == counted
+        assert sum(1 for e in out if e.payload and e.payload.get("choices") and
+                   e.payload["choices"][0].get("delta", {}).get("content") is not None) <= cut_after + 1
+    settle = [d for d in ex.decisions if d.decision == "settle"][0]
+    assert settle.detail["estimated"] and settle.detail["completion_tokens"] == (counted or ex.usage.streamed_chars)
