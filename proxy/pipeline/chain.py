@@ -36,6 +36,12 @@ class Chain:
     def touches_events(self) -> bool:
         return bool(self._event) or any(_overrides(s, "on_response_end") for s in self.stages)
 
+    def touches_events_of(self, ex: Exchange) -> bool:
+        """touches_events for this exchange, after its request hooks ran: False when every stage
+        with response hooks says (wants_events) it has nothing to do for it, so the caller may
+        pass the response through without run_event / run_end."""
+        return any(s.wants_events(ex) for s in self._end_order)
+
     async def start(self) -> None:
         for s in self.stages:
             await s.start()

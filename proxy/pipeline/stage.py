@@ -75,6 +75,12 @@ class Stage:
     async def on_complete(self, ex: Exchange) -> None:
         """Always runs (success, deny, error, disconnect), shielded from cancellation."""
 
+    def wants_events(self, ex: Exchange) -> bool:
+        """False when on_response_event would pass every event through unchanged and
+        on_response_end would add nothing for this exchange (asked once, after the request
+        hooks ran). Must be exact, never a guess."""
+        return True
+
     def wants_complete(self, ex: Exchange) -> bool:
         """False when on_complete has nothing to do for this exchange: the chain then skips it
         (and with no stage left, creates no shielded task). Must be exact, never a guess."""

@@ -147,6 +147,9 @@ class PiiStage(Stage):
             return []
         return st.editor.end()
 
+    def wants_events(self, ex: Exchange) -> bool:
+        return self.type in ex.state  # tokens were issued: the answer needs restoring
+
     def wants_complete(self, ex: Exchange) -> bool:
         return self.type in ex.state  # a vault to wipe (nothing was tokenized otherwise)
 

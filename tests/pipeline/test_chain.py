@@ -199,3 +199,15 @@ async def test_several_events_from_one_stage_each_pass_the_next():
     out = await chain.run_event(make_exchange(make_policy(), {}), Event(kind="sse", data="x"))
     assert [e.data for e in out] == ["x1", "x2"]
     assert [entry for entry in log if entry[0] == "evt"] == [("evt", "outer", "x1"), ("evt", "outer", "x2")]
+
+
+async def test_touches_events_of_asks_every_stage_with_response_hooks():
+    log = []
+    a, b = recorder("a", log), recorder("b", log)
+    chain = Chain([a, b])
+    ex = make_exchange(make_policy(), {})
+    assert chain.touches_events and chain.touches_events_of(ex)
+    a.wants_events = lambda ex: False
+    assert chain.touches_events_of(ex)  # b still wants them
+    b.wants_events = lambda ex: False
+    assert not chain.touches_events_of(ex)

@@ -86,11 +86,12 @@ async def test_no_pii_means_no_change_and_no_state(stage, policy):
     raw = ev.data
     assert await stage.on_response_event(ex, ev) == [ev] and ev.data == raw
     assert not stage.wants_complete(ex)  # no vault to wipe: the chain makes no completion task
+    assert not stage.wants_events(ex)  # nothing to restore: the answer may pass without the stage
 
 
 async def test_a_tokenized_request_is_wiped_on_complete(stage, policy):
     ex, deny = await tokenized(stage, policy, chat({"role": "user", "content": f"mail {EMAIL}"}))
-    assert deny is None and stage.wants_complete(ex)
+    assert deny is None and stage.wants_complete(ex) and stage.wants_events(ex)
     vault = ex.state["pii"].vault
     await Chain([stage]).run_complete(ex)
     assert len(vault) == 0 and "pii" not in ex.state and not stage.wants_complete(ex)
