@@ -73,8 +73,8 @@ def test_h4_a_slow_healthy_stream_outlives_many_read_deadlines_with_keepalive_co
 def test_h4_ten_minute_stream_at_one_token_per_second(make_proxy):
     seconds = int(os.environ.get("LONG_STREAM_SECONDS", "600"))
     proxy = make_proxy(server={"upstream_read_timeout_s": 5.0, "sse_keepalive_s": 15})
-    words = " ".join(["tok"] * seconds)  # the mock cuts the echoed text into `seconds` pieces, 1 s apart
-    status, body, took = _raw_stream(proxy, f"{words} mock:stream-chunks={seconds} mock:delay=1", seconds + 120)
+    # the echo is "Echo: " + the text: `seconds` characters, cut into `seconds` 1-character pieces, 1 s apart
+    status, body, took = _raw_stream(proxy, "x" * (seconds - 6) + f" mock:stream-chunks={seconds} mock:delay=1", seconds + 120)
     assert status == 200 and took >= seconds - 2 and body.rstrip().endswith(b"data: [DONE]")
     assert body.count(b'"content":"') >= seconds - 2
     assert b'"error"' not in body
