@@ -65,25 +65,8 @@ class SlotScanner:
         if self.stopped:
             return Scan("")
         held = self._held
-        if not held:
-            if not text:
-                return Scan("")
-            quick = self._quick
-            if quick is not None and len(text) <= _QUICK_CHARS:
-                # Nothing held: one "nothing here" search per detector. A detector whose search finds
-                # nothing would find no hit and hold nothing, so only the others scan; with none
-                # left, all of it goes out (what _run would decide).
-                ctx = self._ctx
-                whole = ctx + text
-                busy = []
-                for d, (search, segment_only) in zip(self._detectors, quick):
-                    if (search(text) if segment_only else search(whole, len(ctx))) is not None:
-                        busy.append(d)
-                if not busy:
-                    self._ctx = whole[-_CONTEXT:]
-                    return Scan(text)
-                self._unscanned = 0
-                return self._run(text, final=False, detectors=busy)
+        if not held and not text:
+            return Scan("")
         if len(held) > _LAZY:
             grown = self._unscanned + len(text)
             if grown < max(len(held) // 4, _LAZY) and len(held) + len(text) <= self._max_hold:
@@ -91,7 +74,25 @@ class SlotScanner:
                 self._unscanned = grown
                 return Scan("")
         self._unscanned = 0
-        return self._run(held + text, final=False)
+        buf = held + text if held else text
+        quick = self._quick
+        if quick is not None and len(buf) <= _QUICK_CHARS:
+            # A streamed delta (with what is held): one "nothing here" check per detector. A
+            # detector whose check finds nothing would find no hit and hold nothing in this
+            # buffer, so only the others scan; with none left, all of it goes out (what _run
+            # would decide).
+            ctx = self._ctx
+            whole = ctx + buf
+            busy = []
+            for d, (search, segment_only) in zip(self._detectors, quick):
+                if (search(buf) if segment_only else search(whole, len(ctx))) is not None:
+                    busy.append(d)
+            if not busy:
+                self._held = ""
+                self._ctx = whole[-_CONTEXT:]
+                return Scan(buf)
+            return self._run(buf, final=False, detectors=busy)
+        return self._run(buf, final=False)
 
     def finish(self) -> Scan:
         """The stream ended: judge everything held, partial matches included."""
