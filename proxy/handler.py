@@ -249,6 +249,11 @@ class ProxyHandler:
         finally:
             resp.close()  # a cancelled or finished call closes the upstream socket at once
 
+    def _touches(self, ex: Exchange) -> bool:
+        """Whether any stage has work on this exchange's response (asked once, after its request hooks)."""
+        chain = self.st.chain
+        return chain.touches_events and chain.touches_events_of(ex)
+
     def _fault(self, ex: Exchange, kind: str) -> None:
         """Count an upstream failure and name it in the exchange's decisions (the audit record's reason)."""
         self.st.metrics.upstream_errors.labels(ex.provider.name, kind).inc()
@@ -294,7 +299,7 @@ class ProxyHandler:
         status, body = client_error(resp.status, payload, (ex.provider.api_key or "",))
         ev = Event(kind="body", data=orjson.dumps(body).decode())
         try:
-            out = await st.chain.run_event(ex, ev) + await st.chain.run_end(ex)
+            out = await st.chain.run_event(ex, ev) + await st.chain.run_end(ex) if self._touches(ex) else [ev]
         except DenyError as e:
             return error_response(e.deny, ex.request_id)
         final = next((e for e in out if e.kind == "body"), ev)
@@ -317,7 +322,7 @@ class ProxyHandler:
         self._observe(ex, ev)
         t = time.perf_counter()
         try:
-            out = await st.chain.run_event(ex, ev) + await st.chain.run_end(ex)
+            out = await st.chain.run_event(ex, ev) + await st.chain.run_end(ex) if self._touches(ex) else [ev]
         except DenyError as e:
             ex.outcome = "denied"
             return error_response(e.deny, ex.request_id)
@@ -343,7 +348,7 @@ class ProxyHandler:
         st.metrics.in_flight_streams.inc()
         decoder = SSEDecoder(max_line=server.max_upstream_line_bytes)
         chain = st.chain
-        touch = chain.touches_events
+        touch = self._touches(ex)
         done_events: list[Event] = []
         keepalive = server.sse_keepalive_s or None
         shutdown_task = asyncio.ensure_future(st.shutdown.wait())
