@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections import Counter
 
 from proxy.pii.vault import Vault
@@ -37,12 +38,22 @@ class Restorer:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
         cores = [c.lower() for c in vault.cores()]
-        literals = [f"<{c}>" for c in cores] + [f"{c}>" for c in cores]
-        self._prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))
+        # Sorted, not a table of every prefix (built per request, ~2 x 17 strings per token):
+        # "is s a proper prefix of an issued literal" is one bisect (see _is_prefix).
+        self._literals = sorted({f"<{c}>" for c in cores} | {f"{c}>" for c in cores})
+        literals = self._literals
         self._first = frozenset(lit[0] for lit in literals)
         self._max_len = max((len(lit) for lit in literals), default=0)
         self.max_hold = max(self._max_len, MAX_MATCH)
         self.restored: Counter[str] = Counter()
+
+    def _is_prefix(self, s: str) -> bool:
+        """True when `s` (not empty) is a proper prefix of an issued literal (lower case)."""
+        lits = self._literals
+        i = bisect_left(lits, s)
+        # The literals >= s that start with s follow s directly; a proper prefix is shorter.
+        return i < len(lits) and len(lits[i]) > len(s) and lits[i].startswith(s) or (
+            i + 1 < len(lits) and lits[i] == s and lits[i + 1].startswith(s))
 
     def rewriter(self, key: SlotKey | None = None) -> "SlotRestorer":
         json_string = key is not None and key[1] in JSON_FIELDS
@@ -87,7 +98,7 @@ class SlotRestorer:
                 before = buf[base + i - 1] if base + i > 0 else self._prev
                 if before and (before.isalnum() or before == "_") and before.isascii():
                     continue
-            if low[i:] in r._prefixes:
+            if r._is_prefix(low[i:]):
                 return base + i
         return n
 
@@ -96,6 +107,12 @@ class SlotRestorer:
         return self._release(buf, len(buf), final=True) if buf else ""
 
     def _release(self, buf: str, cut: int, final: bool) -> str:
+        if "_" not in buf:
+            # Every token match has "_" + digits inside buf (a match starts in buf): none here.
+            if cut > 0:
+                self._prev = buf[cut - 1]
+            self._pending = buf[cut:]
+            return buf[:cut]
         prev = self._prev
         s = prev + buf
         off = len(prev)

@@ -70,6 +70,15 @@ class PiiStage(Stage):
         self._keys = {tid: tenant_key(secret, tid) for tid in policy.tenants}
         self._executor_min = config.executor_min_chars
         self._budget = config.max_detect_seconds
+        self._counters: dict[tuple[str, str], object] = {}  # (entity, decision) -> metric child
+        self._seconds = services.metrics.stage_seconds.labels(self.type)
+
+    def _count(self, entity: str, decision: str, n: int) -> None:
+        """pii_entities{entity, decision} += n; the labelled child is looked up once per pair."""
+        child = self._counters.get((entity, decision))
+        if child is None:
+            child = self._counters[(entity, decision)] = self.services.metrics.pii_entities.labels(entity, decision)
+        child.inc(n)
 
     def detector_for(self, tenant: str) -> Detector:
         return self._detectors.get(tenant, self._default)
@@ -107,14 +116,13 @@ class PiiStage(Stage):
                 return None
             return unavailable("PII detection is unavailable; the request was not sent", "pii_unavailable")
         finally:
-            self.services.metrics.stage_seconds.labels(self.type).observe(time.perf_counter() - started)
+            self._seconds.observe(time.perf_counter() - started)
         counts: Counter[str] = Counter(sp.entity for spans in found for sp in spans)
         if not counts:
             return None
-        metrics = self.services.metrics.pii_entities
         if tenant.config.pii == "block":
             for entity, n in counts.items():
-                metrics.labels(entity, "blocked").inc(n)
+                self._count(entity, "blocked", n)
             ex.decide(self.type, "blocked", counts=dict(counts))
             names = ", ".join(sorted(counts))
             return Deny(400, f"This request contains personal data that this tenant may not send to a model provider: {names}.",
@@ -124,7 +132,7 @@ class PiiStage(Stage):
             if spans:
                 set_at(ex.body, carrier.path, tokenize(text, spans, vault))
         for entity, n in counts.items():
-            metrics.labels(entity, "tokenized").inc(n)
+            self._count(entity, "tokenized", n)
         ex.decide(self.type, "tokenized", counts=dict(counts))
         if ex.route == "embeddings":
             vault.wipe()  # one-way: nothing comes back to restore
@@ -161,7 +169,7 @@ class PiiStage(Stage):
         if st.restorer is not None and st.restorer.restored:
             restored = dict(st.restorer.restored)
             for entity, n in restored.items():
-                self.services.metrics.pii_entities.labels(entity, "restored").inc(n)
+                self._count(entity, "restored", n)
             ex.decide(self.type, "restored", counts=restored)
         st.vault.wipe()
 

@@ -128,3 +128,24 @@ def test_exact_tokens_always_come_back_whatever_the_split(picks, fills, data):
     out = stream(Restorer(v), pieces)
     assert out == expected
     assert not any(t in out for t in toks)
+
+
+CORE_NAMES = st.sampled_from(["EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "E", "EMAIL"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(CORE_NAMES, st.integers(1, 12)), min_size=1, max_size=6),
+       st.lists(st.text(alphabet="<>_emailpsn0123456789 ", min_size=1, max_size=20), max_size=30))
+def test_prefix_check_equals_a_table_of_every_proper_prefix(cores, probes):
+    """The bisect check against the sorted literals decides like the full prefix table it replaced."""
+    v = Vault(KEY)
+    for name, n in cores:
+        v._entries[f"{name}_{n}"] = (name, "x", b"")  # only the cores matter to the prefix check
+    r = Restorer(v)
+    literals = [f"<{c.lower()}>" for c in v.cores()] + [f"{c.lower()}>" for c in v.cores()]
+    table = {lit[:k] for lit in literals for k in range(1, len(lit))}
+    for lit in literals:  # every prefix of every literal, the literals themselves, and noise
+        for k in range(1, len(lit) + 2):
+            assert r._is_prefix(lit[:k]) == (lit[:k] in table), lit[:k]
+    for p in probes:
+        assert r._is_prefix(p) == (p in table), p

@@ -41,3 +41,16 @@ def test_tenant_keys_differ_per_tenant_and_secret():
     assert tenant_key(b"s" * 32, "acme") != tenant_key(b"s" * 32, "globex")
     assert tenant_key(b"s" * 32, "acme") != tenant_key(b"t" * 32, "acme")
     assert len(tenant_key(b"s" * 32, "acme")) == 32
+
+
+def test_tags_bind_entries_to_their_request_under_the_same_tenant_key():
+    key = os.urandom(32)
+    a, b = Vault(key), Vault(key)  # same tenant, two requests: each has its own nonce
+    a.token_for("EMAIL_ADDRESS", "a@x.com")
+    b.token_for("EMAIL_ADDRESS", "evil@x.com")
+    assert a._mac(b"value", "EMAIL_ADDRESS", "a@x.com") != b._mac(b"value", "EMAIL_ADDRESS", "a@x.com")
+    a._entries["EMAIL_ADDRESS_1"] = b._entries["EMAIL_ADDRESS_1"]  # replayed from the other request
+    assert a.lookup("EMAIL_ADDRESS_1") is None
+    assert b.lookup("EMAIL_ADDRESS_1") == ("EMAIL_ADDRESS", "evil@x.com")
+    # Purposes are separated: a value digest is never a valid entry tag.
+    assert a._mac(b"value", "X_1", "v") != a._mac(b"entry", "X_1", "v")
