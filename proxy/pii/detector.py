@@ -203,14 +203,15 @@ class _Compiled:
             whole_ok = False
             longest = 0
             ends = [end]
+            whole = None  # the whole match's score, computed at most once
             if (not self.cut_needs_neighbor or digits > self.digit_range[1]
-                    or self._score(text[s:end], pscore) > 0):
+                    or (whole := self._score(text[s:end], pscore)) > 0):
                 # Cards: always (a trailing group may spoil the Luhn sum). Phones: when too long
                 # to be one number, or valid but perhaps overlapping another entity; a phone of
                 # the right length but the wrong shape (hex bytes, a list) has no cuts.
                 ends += [s + i for i in range(end - s - 1, 0, -1) if text[s + i] == " "]
             for e in ends:
-                score = self._score(text[s:e], pscore)
+                score = whole if e == end and whole is not None else self._score(text[s:e], pscore)
                 if score > 0:
                     out.append(Span(base + s, base + e, self.entity, score))
                     if e != end and cut is not None and self.cut_needs_neighbor:

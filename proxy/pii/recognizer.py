@@ -122,7 +122,8 @@ class PhoneShapeRecognizer(PatternRecognizer):
         super().__init__(supported_entity="PHONE_NUMBER", patterns=self.PATTERNS, context=self.CONTEXT)
 
     def invalidate_result(self, pattern_text: str) -> bool:
-        core = self._EXT_RX.sub("", pattern_text)
+        # An extension needs an "x" ("x12", "ext. 12"): without one there is nothing to strip.
+        core = self._EXT_RX.sub("", pattern_text) if "x" in pattern_text or "X" in pattern_text else pattern_text
         digits = _NON_DIGITS.sub("", core)
         if not 7 <= len(digits) <= 15 or len(set(digits)) == 1:
             return True

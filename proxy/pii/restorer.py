@@ -117,6 +117,13 @@ class SlotRestorer:
         s = prev + buf
         off = len(prev)
         end_cut = off + cut
+        first = TOKEN.search(s, off)
+        if first is None or first.start() >= end_cut:
+            # No token-shaped text before the cut (most events): release up to it as is.
+            if cut > 0:
+                self._prev = buf[cut - 1]
+            self._pending = buf[cut:]
+            return buf[:cut]
         pieces: list[str] = []
         pos = off
         for m in TOKEN.finditer(s, off):
