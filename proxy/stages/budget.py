@@ -122,8 +122,9 @@ class BudgetStage(Stage):
         self._password = config.redis_password.resolve(policy.base_dir) if config.redis_password else None
         self._reclaimer: asyncio.Task | None = None
         m = services.metrics  # label children bound once: labels() costs more than inc()
-        self._m_reserved, self._m_settled, self._m_released = (m.budget_reservations.labels(x) for x in
-                                                               ("reserved", "settled", "released"))
+        self._m_reserved = m.budget_reservations.labels("reserved")
+        self._m_settled = m.budget_reservations.labels("settled")
+        self._m_released = m.budget_reservations.labels("released")
         self._resets: dict[str, str] = {}  # period -> X-Ramparts-Budget-Reset value
 
     async def start(self) -> None:
