@@ -64,10 +64,12 @@ class SlotFilter:
         flow = self._flow
         if self._choice in flow.cut:
             return ""
-        scan = self._scanner.feed(text)
+        scan = self._scanner.step(text)
+        if scan.__class__ is str:
+            return scan  # nothing found (the common case)
         if scan.hits or scan.stop:
             return flow.apply(self._choice, scan)
-        return scan.text  # nothing found (the common case)
+        return scan.text
 
     def finish(self) -> str:
         if self._choice in self._flow.cut:

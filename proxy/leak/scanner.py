@@ -54,7 +54,8 @@ class SlotScanner:
         self._ctx = ""
         self._unscanned = 0  # characters appended to `_held` since it was last scanned
         self.stopped = False
-        # Every detector's "nothing here" search (see feed); None if one of them has none.
+        # Every detector's "nothing here" search (see step): (detector, search, segment_only) per
+        # detector, or None if one of them has none.
         self._quick = quick_searches(detectors) if quick is False else quick
 
     @property
@@ -62,17 +63,23 @@ class SlotScanner:
         return self._held
 
     def feed(self, text: str) -> Scan:
+        out = self.step(text)
+        return Scan(out) if out.__class__ is str else out
+
+    def step(self, text: str) -> "str | Scan":
+        """`feed`, but when nothing was found and nothing stops the slot (the common case) the result
+        is just the text to emit, a str: no Scan is built per event."""
         if self.stopped:
-            return Scan("")
+            return ""
         held = self._held
         if not held and not text:
-            return Scan("")
+            return ""
         if len(held) > _LAZY:
             grown = self._unscanned + len(text)
             if grown < max(len(held) // 4, _LAZY) and len(held) + len(text) <= self._max_hold:
                 self._held = held + text
                 self._unscanned = grown
-                return Scan("")
+                return ""
         self._unscanned = 0
         buf = held + text if held else text
         quick = self._quick
@@ -83,14 +90,17 @@ class SlotScanner:
             # would decide).
             ctx = self._ctx
             whole = ctx + buf
-            busy = []
-            for d, (search, segment_only) in zip(self._detectors, quick):
+            busy = None
+            for d, search, segment_only in quick:
                 if (search(buf) if segment_only else search(whole, len(ctx))) is not None:
-                    busy.append(d)
-            if not busy:
+                    if busy is None:
+                        busy = [d]
+                    else:
+                        busy.append(d)
+            if busy is None:
                 self._held = ""
                 self._ctx = whole[-_CONTEXT:]
-                return Scan(buf)
+                return buf
             return self._run(buf, final=False, detectors=busy)
         return self._run(buf, final=False)
 
@@ -99,9 +109,11 @@ class SlotScanner:
         if self.stopped or not self._held:
             self._held = ""
             return Scan("")
-        return self._run(self._held, final=True)
+        out = self._run(self._held, final=True)
+        return Scan(out) if out.__class__ is str else out
 
-    def _run(self, buf: str, final: bool, detectors: Sequence[Detector] | None = None) -> Scan:
+    def _run(self, buf: str, final: bool, detectors: Sequence[Detector] | None = None) -> "str | Scan":
+        """A Scan, or (nothing found, nothing stopped) just the text to emit."""
         base = len(self._ctx)
         text = self._ctx + buf
         n = len(text)
@@ -117,11 +129,11 @@ class SlotScanner:
             if hold == n:  # the common case: nothing found, nothing forming
                 self._held = ""
                 self._ctx = text[-_CONTEXT:]
-                return Scan(buf)
+                return buf
             if hold >= n - self._max_hold:  # nothing found; a match may be forming from `hold`
                 self._held = text[hold:]
                 self._ctx = text[max(0, hold - _CONTEXT):hold]
-                return Scan(text[base:hold])
+                return text[base:hold]
         actions = self._actions
         if hold < n - self._max_hold:
             # A would-be match longer than any pattern declares (a policy pattern with a wrong
@@ -166,11 +178,13 @@ class SlotScanner:
 
 
 def quick_searches(detectors: Sequence[Detector]) -> tuple | None:
-    """The detectors' (search, segment_only) "nothing here" checks, or None if one has none: `search(text)`
-    (segment_only: the new text alone) or `search(buffer, start)` gives None when the detector's scan
-    would find nothing and hold nothing."""
+    """The detectors' "nothing here" checks as (detector, search, segment_only), or None if one has none:
+    `search(text)` (segment_only: the new text alone) or `search(buffer, start)` gives None when the
+    detector's scan would find nothing and hold nothing."""
     quick = [getattr(d, "quiet", None) for d in detectors]
-    return tuple(quick) if all(q is not None for q in quick) else None
+    if any(q is None for q in quick):
+        return None
+    return tuple((d, search, segment_only) for d, (search, segment_only) in zip(detectors, quick))
 
 
 def _merge(hits: list[Hit], actions: Mapping[str, str]) -> list[Hit]:
