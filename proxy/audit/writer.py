@@ -35,12 +35,7 @@ from proxy.audit.record import utc_now
 
 log = logging.getLogger("ramparts.audit")
 MAX_BATCH = 512
-# How long the writer waits for more records before writing a small batch. Each batch costs a
-# thread hop and (fsync: batch) one fsync; at ~1,000 records/s 20 ms gives batches of ~20 rather
-# than ~5 (measured: less writer-thread system time, higher RPS, same loop CPU). Records were
-# never on the client's path (written after the response); a kill -9 loses what is queued either
-# way, and stop() (SIGTERM) flushes everything.
-LINGER_S = 0.02
+LINGER_S = 0.005  # how long the writer waits for more records before writing a small batch
 
 
 class SinkCorrupt(RuntimeError):
