@@ -8,7 +8,10 @@ Rows:
   floor any off-loop store pays), and a no-op ledger through the whole stage;
 - reserve+settle on each store, sequential (latency) and 50 concurrent (throughput);
 - the whole `budget` stage per request (on_request + response + on_complete)
-  with each store, against the same stage over a no-op ledger.
+  with each store, against the same stage over a no-op ledger;
+- sustained (--sustained N, default 20000): N reserve+settle pairs on the embedded
+  store, yielding to the loop between the two steps as a server does, with CPU per
+  pair and the WAL's size after each quarter (the WAL must stay bounded).
 Each cell is the median over --runs runs; p50/p99 are per request within a run.
 """
 
@@ -106,6 +109,25 @@ async def seq_stage(stage: BudgetStage, n: int) -> list[float]:
     return out
 
 
+async def sustained(path: Path, n: int) -> list[tuple[int, float, int]]:
+    """(pairs so far, CPU µs per pair in this quarter, WAL bytes) after each quarter of n."""
+    led = EmbeddedLedger(path, timeout=5)
+    await led.start()
+    out = []
+    try:
+        for q in range(4):
+            t = time.process_time()
+            for _ in range(n // 4):
+                g = await led.reserve("acme", "2026-11", 10, 10, 1, LIMITS, 60)
+                await asyncio.sleep(0)
+                await led.settle(g.hold, 5)
+            wal = path.with_name(path.name + "-wal")
+            out.append(((q + 1) * (n // 4), (time.process_time() - t) / (n // 4) * 1e6, wal.stat().st_size if wal.exists() else 0))
+    finally:
+        await led.close()
+    return out
+
+
 async def main(args) -> None:
     from tests.redis_server import RedisServer
     srv = None
@@ -160,6 +182,11 @@ async def main(args) -> None:
         print(f"{label:<34} {p50 * 1000:8.3f} {p99 * 1000:8.3f} {extra:>12}")
     for name, vals in thr.items():
         print(f"{'reserve+settle/s, 50 concurrent ' + name:<34} {statistics.median(vals):8.0f}")
+    if args.sustained:
+        print(f"\nsustained: {args.sustained} reserve+settle pairs on the embedded store (loop yields between steps)")
+        print(f"{'pairs':>8} {'CPU µs/pair':>12} {'WAL MB':>8}")
+        for done, cpu, wal in await sustained(tmp / "sustained.sqlite3", args.sustained):
+            print(f"{done:8d} {cpu:12.1f} {wal / 2**20:8.1f}")
 
 
 if __name__ == "__main__":
@@ -167,4 +194,5 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--redis", default=None)
+    ap.add_argument("--sustained", type=int, default=20000, help="pairs for the sustained run (0: skip)")
     asyncio.run(main(ap.parse_args()))
