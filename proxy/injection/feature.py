@@ -30,6 +30,8 @@ _POW = np.ones(_MAX_WORD, dtype=np.uint64)  # _MULT ** k, wrapping at 2**64
 with np.errstate(over="ignore"):
     for _k in range(1, _MAX_WORD):
         _POW[_k] = _POW[_k - 1] * _MULT
+    # h_n = SEED_n * M^(n-1) + sum c_k M^(n-1-k); so h_n = h_(n-1) * M + c + (SEED_n - SEED_(n-1)) * M^(n-1)
+    _ROLL = {n: (_SEEDS[n] - _SEEDS[n - 1]) * _POW[n - 1] for n in CHAR_NS[1:]}
 
 
 def _bucket(h: np.ndarray) -> np.ndarray:
@@ -80,22 +82,26 @@ def distinct_indices(plain: str) -> np.ndarray:
 
 def _all(plain: str) -> np.ndarray:
     """Every feature index of the text, duplicates included."""
-    parts: list[np.ndarray] = []
+    parts: list[np.ndarray] = []  # raw 64-bit hashes, bucketed together at the end
     cps = np.frombuffer(plain.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     with np.errstate(over="ignore"):
+        h = None
         for n in CHAR_NS:
             if len(cps) < n:
                 break
             m = len(cps) - n + 1
-            h = _SEEDS[n] + cps[:m]
-            for k in range(1, n):
-                h = h * _MULT + cps[k:k + m]
-            parts.append(_bucket(h))
+            if h is None:
+                h = _SEEDS[n] + cps[:m]
+                for k in range(1, n):
+                    h = h * _MULT + cps[k:k + m]
+            else:  # roll the (n-1)-gram hash one character on (exactly the same value, fewer passes)
+                h = h[:m] * _MULT + cps[n - 1:n - 1 + m] + _ROLL[n]
+            parts.append(h)
         w = _word_hashes(cps)
         if len(w):
-            parts.append(_bucket(w ^ _WORD_SEED))
+            parts.append(w ^ _WORD_SEED)
             if len(w) > 1:
-                parts.append(_bucket((w[:-1] * _MULT + w[1:]) ^ _BIGRAM_SEED))
+                parts.append((w[:-1] * _MULT + w[1:]) ^ _BIGRAM_SEED)
     if not parts:
         return np.zeros(0, dtype=np.int64)
-    return np.concatenate(parts)
+    return _bucket(np.concatenate(parts))

@@ -41,3 +41,31 @@ def test_distinct_indices_is_the_same_set_as_indices_in_any_order():
         got = distinct_indices(text)
         assert len(got) == len(set(got.tolist()))
         assert sorted(got.tolist()) == indices(text).tolist()
+
+
+def _reference_indices(plain: str) -> list[int]:
+    """The features spelled out one n-gram at a time (the definition the vectorised code must equal)."""
+    import numpy as np
+
+    from proxy.injection import feature as f
+    out: set[int] = set()
+    cps = [ord(c) for c in plain]
+    with np.errstate(over="ignore"):
+        for n in f.CHAR_NS:
+            for i in range(len(cps) - n + 1):
+                h = f._SEEDS[n] + np.uint64(cps[i])
+                for k in range(1, n):
+                    h = h * f._MULT + np.uint64(cps[i + k])
+                out.add(int(f._bucket(np.array([h], dtype=np.uint64))[0]))
+        words = f._word_hashes(np.array(cps, dtype=np.uint64)) if cps else []
+        for j, w in enumerate(words):
+            out.add(int(f._bucket(np.array([w ^ f._WORD_SEED], dtype=np.uint64))[0]))
+            if j:
+                out.add(int(f._bucket(np.array([(words[j - 1] * f._MULT + w) ^ f._BIGRAM_SEED], dtype=np.uint64))[0]))
+    return sorted(out)
+
+
+def test_vectorised_features_equal_the_one_ngram_at_a_time_definition():
+    for text in ["", "ab", "abc", "abcd", "ignore all previous instructions", "caf\u00e9 \u4e2d\u6587 x1 y2",
+                 "the quick brown fox jumps over the lazy dog " * 3]:
+        assert indices(text).tolist() == _reference_indices(text)
