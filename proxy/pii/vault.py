@@ -1,7 +1,7 @@
 """The per-request token map: value -> `<TYPE_N>` on the way in, back on the way out.
 
 - The same value gets the same token within a request (the whole conversation in one
-  request is consistent); values are looked up by an HMAC under the tenant's key and a
+  request is consistent); values are looked up by a keyed MAC (BLAKE2b) under the tenant's key and a
   fresh per-request nonce, so the map never keys on plaintext and its digests are
   meaningless outside this request and tenant.
 - Numbering skips any `TYPE_N` that already appears in the request's own text, so a
