@@ -125,6 +125,21 @@ def spawn(name: str, args: list[str], cpu: int | None, port: int, tmp: Path, env
     return Proc(name, port, popen, log)
 
 
+def spawn_ramparts(name: str, mock_port: int, stages: list[dict[str, Any]], tenant_extra: dict[str, Any],
+                   cpu: int | None, tmp: Path, env: dict[str, str]) -> Proc:
+    """`ramparts serve` in front of the mock with the core stages plus `stages`; its ops port is kept
+    (for ramparts_proxy_overhead_seconds)."""
+    (tmp / name).mkdir()
+    policy_file = tmp / name / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(bench_policy(mock_port, stages, tenant_extra), sort_keys=False))
+    port, ops_port = free_port(), free_port()
+    proc = spawn(name, ["-m", "proxy.cli", "serve", "--policy", str(policy_file),
+                        "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{ops_port}",
+                        "--data-dir", str(tmp / name / "data"), "--log-level", "WARNING"], cpu, port, tmp, env)
+    proc.ops_port = ops_port
+    return proc
+
+
 def wait_listening(proc: Proc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -302,15 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             variants["ramparts+" + ",".join(extra)] = extra_pipeline(extra, ROOT / args.stages_from)
         for name, (stages, tenant_extra) in variants.items():
-            (tmp / name).mkdir()
-            policy_file = tmp / name / "policy.yaml"
-            policy_file.write_text(yaml.safe_dump(bench_policy(mock_port, stages, tenant_extra), sort_keys=False))
-            port, ops_port = free_port(), free_port()
-            procs[name] = spawn(name, ["-m", "proxy.cli", "serve", "--policy", str(policy_file),
-                                       "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{ops_port}",
-                                       "--data-dir", str(tmp / name / "data"), "--log-level", "WARNING"],
-                                proxy_cpu, port, tmp, env)
-            procs[name].ops_port = ops_port
+            procs[name] = spawn_ramparts(name, mock_port, stages, tenant_extra, proxy_cpu, tmp, env)
             if name != "ramparts":
                 targets.append(name)
         procs["direct"] = procs["mock"]

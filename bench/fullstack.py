@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import yaml
 
-from bench.core import ROOT, SECRET, SYSTEM, Proc, bench_policy, extra_pipeline, free_port, med, spawn, wait_listening
+from bench.core import (ROOT, SECRET, SYSTEM, Proc, extra_pipeline, free_port, med, spawn, spawn_ramparts,
+                        wait_listening)
 from bench.load import ResponseError, build_request, run_load, smoke
 from proxy.devtoken import mint
 
@@ -279,15 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             for e in entries:
                 if e["type"] == "injection":
                     e["max_chars"] = 1_000_000  # table 3 goes to 200 KB prompts
-            (tmp / name).mkdir()
-            policy_file = tmp / name / "policy.yaml"
-            policy_file.write_text(yaml.safe_dump(bench_policy(mock_port, entries, tenant_extra), sort_keys=False))
-            port, ops_port = free_port(), free_port()
-            procs[name] = spawn(name, ["-m", "proxy.cli", "serve", "--policy", str(policy_file),
-                                       "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{ops_port}",
-                                       "--data-dir", str(tmp / name / "data"), "--log-level", "WARNING"],
-                                proxy_cpu, port, tmp, env)
-            procs[name].ops_port = ops_port
+            procs[name] = spawn_ramparts(name, mock_port, entries, tenant_extra, proxy_cpu, tmp, env)
         for p in procs.values():
             wait_listening(p, timeout=90)
         if load_cpu is not None:
