@@ -7,6 +7,7 @@ chain, the upstream session, the metrics registry, drain flags.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class AppState:
     ready: bool = False
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)  # cut open streams now
     idle: asyncio.Event | None = None  # set when in_flight drops to 0 while draining
+    memory_pressure: bool = False  # RSS above server.max_rss_mib: shed new requests
 
 
 STATE = web.AppKey("ramparts_state", AppState)
@@ -69,6 +71,31 @@ def build_state(policy: CompiledPolicy, data_dir: Path | None = None, metrics: M
                     data_dir=data_dir, local_routes=local_routes, resolver=resolver)
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (one small /proc read: cheap enough every second)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def check_memory(state: AppState) -> None:
+    limit = state.policy.server.max_rss_mib
+    over = limit is not None and rss_bytes() > limit * 1_048_576
+    if over != state.memory_pressure:
+        log.warning("memory soft limit %s MiB %s: %s new requests", limit, "exceeded" if over else "cleared",
+                    "shedding" if over else "accepting")
+        state.memory_pressure = over
+        state.metrics.memory_pressure.set(1 if over else 0)
+
+
+async def watch_memory(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.policy.server.rss_check_s)
+        check_memory(state)
+
+
 def build_app(state: AppState) -> web.Application:
     app = web.Application(client_max_size=state.policy.server.max_body_bytes, handler_args={})
     app[STATE] = state
@@ -76,9 +103,15 @@ def build_app(state: AppState) -> web.Application:
     async def lifecycle(app: web.Application):
         state.upstream = UpstreamClient(state.policy.server, state.address_policy, state.resolver)
         await state.chain.start()
+        watch = None
+        if state.policy.server.max_rss_mib is not None:
+            check_memory(state)  # before the first request, so a start above the limit already sheds
+            watch = asyncio.ensure_future(watch_memory(state))
         state.ready = True
         yield
         state.ready = False
+        if watch is not None:
+            watch.cancel()
         await state.chain.stop()
         await state.upstream.close()
 

@@ -71,6 +71,8 @@ class ProxyHandler:
             return error_response(unavailable("the proxy is shutting down; retry", "draining"), request_id)
         if st.in_flight >= st.policy.server.max_in_flight:  # shed load before any work (SECURITY_TESTS B8)
             return error_response(unavailable("the proxy is at its limit of concurrent requests; retry", "overloaded"), request_id)
+        if st.memory_pressure:  # RSS above server.max_rss_mib (B8): in-flight requests finish, new ones wait
+            return error_response(unavailable("the proxy is above its memory soft limit; retry", "memory_pressure"), request_id)
         ex = Exchange(request_id=request_id, route=route or "local", method=request.method, path=path,
                       client_headers=request.headers, policy=st.policy, peer=request.remote or "")
         if local is not None:

@@ -47,6 +47,8 @@ class Metrics:
         self.overhead = _Histogram("ramparts_proxy_overhead_seconds", "Request time spent in the proxy (total minus upstream)", ("route",), buckets=_FAST + (0.25, 0.5, 1.0), registry=r)
         self.upstream_errors = Counter("ramparts_upstream_errors_total", "Upstream failures by kind", ("provider", "kind"), registry=r)
         self.in_flight_streams = Gauge("ramparts_in_flight_streams", "Streams currently open to clients", registry=r)
+        self.memory_pressure = Gauge("ramparts_memory_pressure",
+                                     "1 while RSS is above server.max_rss_mib and new requests are shed", registry=r)
         self.in_flight = Gauge("ramparts_in_flight_requests", "Requests currently being handled", registry=r)
         self.decisions = Counter("ramparts_stage_decisions_total", "Stage decisions", ("stage", "decision") + t, registry=r)
         self.stage_seconds = Histogram("ramparts_stage_seconds", "Time spent in a stage's detection work", ("stage",), buckets=_FAST, registry=r)

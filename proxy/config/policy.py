@@ -46,6 +46,10 @@ class ServerConfig(Strict):
     max_upstream_body_bytes: int = Field(32 * 1_048_576, ge=65536)
     drain_timeout_s: float = Field(25.0, ge=0, le=600)
     max_in_flight: int = Field(1024, ge=1)
+    # Memory soft limit (Envoy's overload manager, one action): while the process's RSS is above it,
+    # new requests get 503 + Retry-After before any work; requests in flight finish. None = off.
+    max_rss_mib: int | None = Field(None, ge=32)
+    rss_check_s: float = Field(1.0, gt=0, le=60)
 
 
 class AuthConfig(Strict):

@@ -78,3 +78,38 @@ def test_m2_readyz_reflects_draining(px):
     finally:
         px.state.draining = False
     assert get(ops, "/readyz").status == 200
+
+
+def test_b8_memory_soft_limit_sheds_new_requests_with_503_and_clears(make_proxy, mock):
+    """Above server.max_rss_mib new requests get 503 memory_pressure + Retry-After, no upstream call;
+    below it they pass again (the watcher re-reads RSS every rss_check_s)."""
+    import http.client
+    import time
+
+    import orjson
+
+    from proxy.app import rss_bytes
+    from tests.integration.servers import headers
+
+    proxy = make_proxy(server={"max_rss_mib": 32, "rss_check_s": 0.05})  # this process is far above 32 MiB
+
+    def call():
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        conn.request("POST", "/v1/chat/completions", headers=headers(),
+                     body=orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        resp = conn.getresponse()
+        out = resp.status, resp.getheader("Retry-After"), resp.read()
+        conn.close()
+        return out
+
+    status, retry_after, body = call()
+    assert status == 503 and retry_after == "1"
+    assert orjson.loads(body)["error"]["code"] == "memory_pressure"
+    assert mock.log == []
+    assert b"ramparts_memory_pressure 1.0" in __import__("urllib.request").request.urlopen(proxy.ops_url + "/metrics").read()
+    # the limit rises above what the process uses: the watcher clears the flag and traffic flows again
+    proxy.state.policy.server.__dict__["max_rss_mib"] = rss_bytes() // 1_048_576 + 4096
+    deadline = time.monotonic() + 5
+    while proxy.state.memory_pressure and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert call()[0] == 200 and len(mock.log) == 1
