@@ -130,6 +130,18 @@ class Bench:
                 cell.added_ttfb.append(s.ttfb - got["direct"].ttfb)
             cell.share.append(s.rps / got[ref].rps if got.get(ref) and got[ref].rps else float("nan"))
 
+    async def sweep(self, table: str, targets: list[str], plan: dict, ref: str) -> dict:
+        """Warm every request of `plan` ({key: (mode, c, size, chunks)}), then run the whole plan once
+        per repetition, targets rotated: {key: {target: Cell}}."""
+        for mode, size, chunks in dict.fromkeys((m, z, n) for m, _, z, n in plan.values()):
+            await self.warm(targets, mode, size, chunks)
+        out: dict = {}
+        for rep in range(self.args.reps):
+            for key, (mode, c, size, chunks) in plan.items():
+                await self.cell(targets, mode, c, size, chunks, ref, out.setdefault(key, {}), rep)
+            print(f"  {table}: rep {rep + 1}/{self.args.reps} done", file=sys.stderr)
+        return out
+
 
 def fmt(x: float, nd: int = 2) -> str:
     return "-" if x != x else f"{x:.{nd}f}"
@@ -144,19 +156,15 @@ def rss_mib(pid: int) -> tuple[float, float]:
 async def run(args, b: Bench) -> list[str]:
     lines: list[str] = []
     say = lines.append
-    reps, concs = args.reps, args.concurrency
+    concs = args.concurrency
     core4 = ["direct", "passthrough", "core", "full"]
 
     # ---------------------------------------------------------------- table 1
     for mode in ("json", "stream"):
         await b.warm(core4, mode, 2048, 20)
     full_idle = rss_mib(b.procs["full"].popen.pid)[0]
-    t1: dict[tuple[str, int], dict[str, Cell]] = {}
-    for rep in range(reps):
-        for mode in ("json", "stream"):
-            for c in concs:
-                await b.cell(core4, mode, c, 2048, 20, "passthrough", t1.setdefault((mode, c), {}), rep)
-        print(f"  table 1: rep {rep + 1}/{reps} done", file=sys.stderr)
+    t1 = await b.sweep("table 1", core4, {(m, c): (m, c, 2048, 20) for m in ("json", "stream") for c in concs},
+                       "passthrough")
     say("## 1. Full stack, 2 KB prompt with PII, echoed back (stream: 20 events)\n")
     say("| mode | c | target | RPS | p50 ms | p99 ms | +p50 ms | +p99 ms | +TTFB p50 ms | % of floor RPS | CPU µs/req |")
     say("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -172,14 +180,8 @@ async def run(args, b: Bench) -> list[str]:
 
     # ---------------------------------------------------------------- table 2
     per = ["core", *[f"+{s}" for s in STAGES]]
-    t2: dict[tuple[str, int], dict[str, Cell]] = {}
-    for mode in ("json", "stream"):
-        await b.warm(per, mode, 2048, 20)
-    plan2 = [("json", 1), ("json", 16), ("stream", 16)]
-    for rep in range(reps):
-        for mode, c in plan2:
-            await b.cell(per, mode, c, 2048, 20, "core", t2.setdefault((mode, c), {}), rep)
-        print(f"  table 2: rep {rep + 1}/{reps} done", file=sys.stderr)
+    t2 = await b.sweep("table 2", per, {(m, c): (m, c, 2048, 20) for m, c in (("json", 1), ("json", 16), ("stream", 16))},
+                       "core")
     say("\n## 2. Per-stage cost: each stage alone on top of the core (tenant + egress)\n")
     say("| stage | json c=1 p50 ms (+ vs core) | json c=16 RPS (% of core) | stream c=16 RPS (% of core) | "
         "json c=16 CPU µs/req (+ vs core) |")
@@ -195,13 +197,7 @@ async def run(args, b: Bench) -> list[str]:
     # ---------------------------------------------------------------- table 3
     sizes = [200, 2048, 20480, 204800]
     trio = ["direct", "core", "full"]
-    t3: dict[int, dict[str, Cell]] = {}
-    for size in sizes:
-        await b.warm(trio, "json", size, 20)
-    for rep in range(reps):
-        for size in sizes:
-            await b.cell(trio, "json", 1, size, 20, "core", t3.setdefault(size, {}), rep)
-        print(f"  table 3: rep {rep + 1}/{reps} done", file=sys.stderr)
+    t3 = await b.sweep("table 3", trio, {size: ("json", 1, size, 20) for size in sizes}, "core")
     say("\n## 3. Growth with prompt size (json, c=1; the mock echoes the prompt, so the answer grows too)\n")
     say("| prompt | direct p50 ms | core +p50 ms | full +p50 ms | core CPU µs/req | full CPU µs/req |")
     say("|---:|---:|---:|---:|---:|---:|")
@@ -212,13 +208,7 @@ async def run(args, b: Bench) -> list[str]:
 
     # ---------------------------------------------------------------- table 4
     lengths = [5, 20, 100, 400]
-    t4: dict[int, dict[str, Cell]] = {}
-    for n in lengths:
-        await b.warm(trio, "stream", 2048, n)
-    for rep in range(reps):
-        for n in lengths:
-            await b.cell(trio, "stream", 1, 2048, n, "core", t4.setdefault(n, {}), rep)
-        print(f"  table 4: rep {rep + 1}/{reps} done", file=sys.stderr)
+    t4 = await b.sweep("table 4", trio, {n: ("stream", 1, 2048, n) for n in lengths}, "core")
     say("\n## 4. Growth with stream length (stream, c=1, 2 KB prompt echoed in N events)\n")
     say("| events | direct p50 ms | core +p50 ms | full +p50 ms | full +TTFB p50 ms | full CPU µs/event |")
     say("|---:|---:|---:|---:|---:|---:|")
