@@ -213,7 +213,9 @@ async def test_large_bodies_do_not_stall_the_event_loop(policy):
     t0 = time.perf_counter()
     stage.detector_for("acme").find(body["messages"][0]["content"])
     blocked = time.perf_counter() - t0  # what one synchronous call would stall the loop for
-    served, _ = await _max_loop_gap(stage, policy, body)
+    # The best of three runs: a detector that did not yield stalls every run, while a run on the busy
+    # 2-core CI box can lose 50 ms to another process or a GC pass (seen once in the full parallel suite).
+    served = min([(await _max_loop_gap(stage, policy, body))[0] for _ in range(3)])
     assert blocked > 0.02
     assert served < blocked / 2, (served, blocked)  # detection yields every window: the loop keeps ticking
 
