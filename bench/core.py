@@ -41,6 +41,7 @@ import yaml
 
 from bench.load import LoadResult, ResponseError, build_request, run_load, smoke
 from proxy.devtoken import mint
+from bench.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-jwt-secret-that-is-at-least-32-bytes!"
@@ -50,12 +51,6 @@ USER = ("Please summarise this note in one sentence: the quarterly report is due
         "and the finance team needs the final figures by Wednesday noon. mock:stream-chunks=20")
 TARGET_C16_SHARE = 0.60  # issue 2 item 12: Ramparts RPS at c=16 >= 60 % of the floor
 TARGET_ADDED_P50_MS = 0.5  # and added p50 at c=1 <= 0.5 ms
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_policy(mock_port: int, extra_stages: list[dict[str, Any]], tenant_extra: dict[str, Any]) -> dict[str, Any]:

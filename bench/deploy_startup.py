@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,17 +31,12 @@ from pathlib import Path
 import yaml
 
 from proxy.devtoken import mint
+from bench.ports import free_port
 
 SECRET = "bench-secret-that-is-at-least-32-bytes-long!!"
 BASELINE = [{"type": "tenant"}, {"type": "egress"}]
 FULL = BASELINE + [{"type": "rate_limit"}, {"type": "budget"}, {"type": "injection"},
                    {"type": "pii", "secret": {"from_env": "BENCH_SECRET"}}, {"type": "leak"}, {"type": "audit"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def policy(mock_port: int, pipeline: list[dict]) -> dict:

@@ -31,6 +31,7 @@ import yaml
 from proxy.mock_provider import say
 from tests.integration.servers import chat, headers, policy_for, token
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
+from bench.ports import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "gpt-4o-mini"
@@ -248,12 +249,6 @@ def test_m1_security_relevant_dependencies_are_pinned_above_the_known_bad_versio
 
 
 # ------------------------------------------------------------------ B5 slow: the FD cap, slowhttptest
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _serve(mock, tmp: Path, nofile: int | None, **server) -> tuple[subprocess.Popen, int]:
     port, ops = _free_port(), _free_port()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,18 +34,13 @@ import yaml
 
 from tests.integration.servers import chat, headers, policy_for, token
 from tests.redis_server import redis_server  # noqa: F401  (fixture)
+from bench.ports import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WORST = 1000 * 600  # nano-USD: max_tokens 1000 x $0.6/1M output; input is free for this model
 CAP_USD = 0.0065  # 6,500,000 nano: 10 worst cases fit, an 11th does not (and never will: see below)
 # "Echo: " + 3,954 characters = 3,960 characters: the mock reports 990 completion tokens = 99 % of the hold
 PROMPT = "z" * 3954
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Replica:
