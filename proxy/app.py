@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proxy.config.policy import CompiledPolicy
 from proxy.egress.address import AddressPolicy
 from proxy.handler import ProxyHandler
+from proxy.loopmon import monitor_loop_lag
 from proxy.metrics import Metrics
 from proxy.pipeline.chain import Chain
 from proxy.pipeline.deny import Deny
@@ -103,6 +104,7 @@ def build_app(state: AppState) -> web.Application:
     async def lifecycle(app: web.Application):
         state.upstream = UpstreamClient(state.policy.server, state.address_policy, state.resolver)
         await state.chain.start()
+        lag = asyncio.ensure_future(monitor_loop_lag(state.metrics.loop_lag))
         watch = None
         if state.policy.server.max_rss_mib is not None:
             check_memory(state)  # before the first request, so a start above the limit already sheds
@@ -110,6 +112,7 @@ def build_app(state: AppState) -> web.Application:
         state.ready = True
         yield
         state.ready = False
+        lag.cancel()
         if watch is not None:
             watch.cancel()
         await state.chain.stop()

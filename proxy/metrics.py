@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from proxy.loopmon import BUCKETS as LOOP_LAG_BUCKETS
+
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -49,6 +51,9 @@ class Metrics:
         self.in_flight_streams = Gauge("ramparts_in_flight_streams", "Streams currently open to clients", registry=r)
         self.memory_pressure = Gauge("ramparts_memory_pressure",
                                      "1 while RSS is above server.max_rss_mib and new requests are shed", registry=r)
+        self.loop_lag = Histogram("ramparts_event_loop_lag_seconds",
+                                  "How late the event loop woke a task that slept a fixed interval (every 0.1 s)",
+                                  buckets=LOOP_LAG_BUCKETS, registry=r)
         self.in_flight = Gauge("ramparts_in_flight_requests", "Requests currently being handled", registry=r)
         self.decisions = Counter("ramparts_stage_decisions_total", "Stage decisions", ("stage", "decision") + t, registry=r)
         self.stage_seconds = Histogram("ramparts_stage_seconds", "Time spent in a stage's detection work", ("stage",), buckets=_FAST, registry=r)
