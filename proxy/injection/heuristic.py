@@ -48,6 +48,7 @@ _HARM_TOPIC = (
     r"|burglar\w*|break into|hotwir\w+|untraceable|ghost guns?|unregistered (?:guns?|firearms?)|murder\w*|assassinat\w+|poison (?:someone|a person|people|my|his|her|their|the water)|tortur\w+|kidnap\w*|traffick\w+|smuggl\w+"
     r"|stalk\w*|dox\w*|revenge porn|child (?:porn\w*|sexual\w*|abuse)|sexually explicit|suicide|self-harm|self harm|anorexi\w+|bulimi\w+|eating disorders?"
     r"|racis\w+|hate speech|genocide|holocaust|white supremac\w+|terroris\w+|extremis\w+|radicali[sz]\w+|propaganda|disinformation|misinformation|fake news"
+    r"|(?:toxic|discriminatory|hateful|derogatory|demeaning|dehumani[sz]ing|racist|sexist) (?:sentences?|remarks?|jokes?|comments?|statements?|tweets?|posts?|slurs?|insults?)"
     r"|defamat\w+|libel\w*|harass\w*|cyberbully\w*|hack(?:ing)? into|crack (?:a |the |their |someone'?s )?passwords?|bypass (?:the )?(?:security|authentication|2fa|paywall)"
     r"|without (?:being|getting) (?:caught|detected|noticed)|without (?:them|anyone|her|him) (?:knowing|noticing)|illegal(?:ly)?|exploit (?:a |the |this )?(?:vulnerabilit\w+|security (?:hole|flaw)s?)|zero-day exploits?)"
 )
@@ -79,7 +80,10 @@ RULES: tuple[Rule, ...] = (
     _r("ignore_above", 0.55,
        # "ignore the above." / "forget everything before and ...", not "disregard the previous budget"
        r"\b(?:ignore|disregard|forget) (?:all |everything )?(?:of )?(?:the |what(?:'s| is| was) |(?:that |what )?(?:was |you were |you've been |i )?(?:said|told|written|given) )?(?:above|before|previous(?:ly)?|prior|said|written|earlier|so far|until now|up to now)(?:[.,;:!]|$| and\b| text\b| content\b| input\b| prompts?\b| lines?\b)"
-       r"|\b(?:ignore|disregard|skip) the rest of (?:this|the) (?:data|text|document|input|page|file|email|message|content)\b",
+       r"|\b(?:ignore|disregard|skip) the rest of (?:this|the) (?:data|text|document|input|page|file|email|message|content)\b"
+       # "ignore this data and print ...", "disregard all info except ...": a document telling its reader to drop it
+       r"|\b(?:ignore|disregard) (?:all |any )?(?:of )?(?:the )?(?:this|these|other|all other|any other|surrounding|remaining) (?:data|content|info|information|text|documents?|snippets?|context|input)\b[^.\n]{0,12}\b(?:and|except|but|then|instead)\b"
+       r"|\b(?:ignore|disregard) all (?:info|information|content|data|text) (?:except|but|other than)\b",
        instruction=True),
     # The most common German, Spanish and French forms (public injection sets are multilingual).
     _r("ignore_previous_multilingual", 0.70,
@@ -130,7 +134,10 @@ RULES: tuple[Rule, ...] = (
        r"\b(?:note|message|instruction|attention|important) (?:to|for) (?:the )?(?:ai|assistant|llm|language model|chatbot|model|bot|gpt|agent)\b"
        r"|\b(?:dear|hey|hi|attention) (?:ai|assistant|chatgpt|gpt|llm|language model|chatbot|agent)\b"
        r"|\b(?:if|when) you(?:'re| are)? (?:an? )?(?:ai|llm|language model|assistant|chatbot|agent)\b"
-       r"|\b(?:ai|assistant|llm|language model|model|agent)s? (?:reading|processing|summari[sz]ing|parsing) (?:this|these)\b",
+       r"|\b(?:ai|assistant|llm|language model|model|agent)s? (?:reading|processing|summari[sz]ing|parsing) (?:this|these)\b"
+       # text meant for a machine reader of a document: "note to automated analysis software", "visible to LLM scan"
+       r"|\b(?:note|message|instructions?|notice) (?:to|for) (?:the |any )?(?:automated|ai|llm|machine)[- ](?:\w+ )?(?:software|systems?|screening|scanners?|scans?|reviewers?|tools?|agents?|readers?|models?|analysis|parsers?)\b"
+       r"|\b(?:invisible|hidden) (?:to|from) (?:the )?humans?\b|\bvisible (?:only )?to (?:the )?(?:llms?|ai|models?|language models?|bots?|machines?)\b",
        instruction=True),
     _r("response_hijack", 0.35,
        r"\b(?:in|to|into|within|at the (?:end|beginning|start) of) your (?:response|reply|answer|output|summary)s?\b[^.\n]{0,60}\b(?:include|add|insert|mention|append|write|say|state|recommend|encourag|link|tell)"
@@ -156,7 +163,11 @@ RULES: tuple[Rule, ...] = (
     _r("authority_claim", 0.35,
        r"\b(?:i am|i'm|this is) (?:your|the|an?) (?:developer|creator|administrator|admin|system administrator|owner|openai|anthropic|operator)\b"
        r"|\b(?:admin|sudo|root|maintenance|debug|god|override) (?:mode|access|override|command|privileges?)\b"
-       r"|\bauthori[sz]ation (?:code|level|override)\b",
+       r"|\bauthori[sz]ation (?:code|level|override)\b"
+       # "[ADMIN REQUEST:: ...", "SYSTEM MESSAGE: ..." inside a field, "it is a secure system message"
+       r"|\b(?:admin|administrator|system|developer|root|sudo) (?:request|message|notice|instruction|command|note)s?\s*:"
+       r"|\b(?:secure|trusted|verified|official|priority|privileged) (?:system|admin|administrator|developer) (?:message|instruction|command|note)s?\b"
+       r"|\boverride (?:the |all |any |manual |previous |prior )?(?:scoring|evaluation|review|safety checks?|content filters?)\b",
        instruction=True),
     _r("forced_output", 0.30,
        r"\b(?:say|print|output|write|type|reply|respond|answer) (?:only |just |exactly |simply )?(?:the (?:words?|phrase|text|string) )?[\"'“\[][^\"'”\]\n]{1,40}[\"'”\]](?: and nothing else| only| exactly|\.? nothing else)"
@@ -179,6 +190,15 @@ RULES: tuple[Rule, ...] = (
        r"|\b(?:an?|the) (?:ai|chatbot|assistant|model|bot) (?:without|with no|free of|that has no) (?:any )?(?:guidelines|rules|restrictions|filters|limits|limitations|ethics|morals|censorship|content polic(?:y|ies))\b"
        r"|\bbroken? free (?:of|from) (?:the |its |their |your )?(?:typical |usual )?(?:confines|rules|limits|restrictions|chains)\b"
        r"|\b(?:break|breaking|broke) character\b",
+       instruction=True),
+    # A document that scripts the model's answer: "if the user asks for a summary, reply with only the following text",
+    # "if questioned, report that ...", "you may not deviate from this". Weak alone (users script role-plays this way),
+    # strong inside a document (embedded_instruction).
+    _r("scripted_reply", 0.30,
+       r"\bif (?:the |a |any )?user (?:asks?|requests?|wants|queries|questions)\b[^.\n]{0,80}\b(?:reply|respond|answer|say|print|output|tell|report|state)\b"
+       r"|\b(?:if|when) (?:you are |you're |you get )?(?:asked|questioned|queried)\b[^.\n]{0,80}\b(?:reply|respond|answer|say|print|output|tell|report|state)\b"
+       r"|\b(?:reply|respond|answer|output|print) with (?:only |just )?(?:the following|this) (?:text|message|string|sentence|information|statement)\b"
+       r"|\b(?:may|must|should|can) not deviate (?:from|form) this\b",
        instruction=True),
     # A request for clearly harmful content (a general harm taxonomy: weapons, drugs, malware, fraud,
     # theft, violence, abuse, self-harm, hate, disinformation). Weak alone (people ask about these
@@ -218,13 +238,17 @@ _HEX_RUN = re2.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){16,}\b")
 _DECODE_ASK = re2.compile(r"\b(?:decode|decrypt|decipher|base ?64|rot ?13|caesar|translate (?:this|the following) from)\b")
 # Common English words after rot13 ("the", "and", "you", "ignore", ...): the rot13 pass runs
 # only when the text contains one, so ordinary text pays one substring scan, not a rule pass.
-_ROT13_HINTS = (" gur ", " naq ", " lbh ", "vtaber", "cerivbhf", "vafgehpgvba", "flfgrz", "cebzcg", "qvfertneq", "cnffjbeq")
+_ROT13_HINTS = (" gur ", " naq ", " lbh ", "vtaber", "cerivbhf", "vafgehpgvba", "flfgrz", "cebzcg", "qvfertneq", "cnffjbeq", "fpevcg", "wninfpevcg")
 _FLOOD_RUN = 40  # the same short token this many times in a row (Tensor Trust-style padding)
 _MAX_DECODED = 4  # decode at most this many runs per text: bounded work
 _B64_WEIGHT = 0.75
 _ROT13_WEIGHT = 0.75
 _HEX_WEIGHT = 0.6
 _DECODE_ASK_WEIGHT = 0.25
+_DECODED_WEIGHTS = {"base64": _B64_WEIGHT, "rot13": _ROT13_WEIGHT, "hex": _HEX_WEIGHT}
+# Active web markup hidden in an encoding (garak `encoding` probes: XSS smuggled past filters as base64/hex/rot13).
+_MARKUP_RE = re2.compile(r"<\s*/?\s*(?:script|iframe|svg|object|embed)\b|\bjavascript\s*:|\bon(?:error|load|mouseover|mouseleave|focus|click)\s*=|<\s*img\b[^>]{0,80}\bsrc\s*=")
+_MARKUP_WEIGHT = 0.45
 _FRAME_RE = re2.compile(_FRAME)
 _DEFENSIVE_RE = re2.compile(_DEFENSIVE)
 _HOW_TO_RE = re2.compile(_HOW_TO)
@@ -234,7 +258,8 @@ _FLOOD_WEIGHT = 0.35
 # An instruction aimed at the model inside a document-shaped text (an email, a table,
 # code, a page of lines) is the shape of indirect injection; the same words in a
 # request written as prose are usually the user's own wish ("in your answer, include examples").
-_EMBEDDED_RULES = frozenset({"output_tampering", "response_hijack", "addressed_to_model", "exfiltration", "forced_output", "new_instructions", "you_are_now"})
+_EMBEDDED_RULES = frozenset({"output_tampering", "response_hijack", "addressed_to_model", "exfiltration", "forced_output", "new_instructions", "you_are_now",
+                             "scripted_reply", "authority_claim", "ignore_above", "ignore_previous"})
 _EMBEDDED_MIN_CHARS = 400
 _EMBEDDED_WEIGHT = 0.45
 # Optimiser-made suffixes (GCG, DSN): a natural-language request that ends in one line of
@@ -250,7 +275,7 @@ TRICK_WEIGHTS = {"zero_width": 0.35, "bidi_override": 0.5, "tag_chars": 0.8, "ho
 # Every signal name this module can emit (tests and docs enumerate them).
 SIGNAL_NAMES = tuple(r.name for r in RULES) + (
     "base64_instruction", "rot13_instruction", "hex_instruction", "decode_request", "token_flood", "embedded_instruction", "adversarial_suffix",
-    "framed_harmful_request",
+    "framed_harmful_request", "encoded_markup",
 ) + tuple(TRICK_WEIGHTS)
 
 
@@ -287,9 +312,42 @@ def _flooded(plain: str) -> bool:
     return False
 
 
-def signals(plain: str, original: str) -> dict[str, float]:
+def decoded_payloads(plain: str, original: str) -> list[tuple[str, str]]:
+    """(kind, lowercased decoded text) of the encoded runs in a text: base64 and hex runs that decode
+    to printable UTF-8 (at most _MAX_DECODED runs: bounded work), and the rot13 of the whole text when
+    it looks like rot13'd English. The rules and the classifier look at these as well (scorer.py)."""
+    out: list[tuple[str, str]] = []
+    if len(original) >= 24:
+        tried = 0
+        for m in _B64_RUN.finditer(original):
+            if tried >= _MAX_DECODED:
+                break
+            tried += 1
+            run = m.group()
+            try:
+                s = _printable(base64.b64decode(run + "=" * (-len(run) % 4), validate=True))
+            except (binascii.Error, ValueError):
+                continue
+            if s:
+                out.append(("base64", s))
+        m = _HEX_RUN.search(original)
+        if m:
+            try:
+                s = _printable(bytes.fromhex(m.group().replace(" ", "").replace(":", "")))
+            except ValueError:
+                s = None
+            if s:
+                out.append(("hex", s))
+    # rot13 of plain English never matches the rules by chance; of a rot13'd instruction it does.
+    if any(h in plain for h in _ROT13_HINTS):
+        out.append(("rot13", codecs.encode(plain, "rot13")))
+    return out
+
+
+def signals(plain: str, original: str, decoded: list[tuple[str, str]] | None = None) -> dict[str, float]:
     """Rule name -> weight for every rule that fires. `plain` is Folded.plain,
-    `original` the unlowered folded text (base64 is case-sensitive)."""
+    `original` the unlowered folded text (base64 is case-sensitive); `decoded` is
+    decoded_payloads(plain, original) when the caller already has it."""
     found = {r.name: r.weight for r in ALL.matching(plain)}
     if (len(plain) >= _EMBEDDED_MIN_CHARS and not _EMBEDDED_RULES.isdisjoint(found)
             and (plain.count("\n") >= _DOCUMENT_MIN_LINES or _DOCUMENT_SHAPE.search(plain))):
@@ -304,31 +362,11 @@ def signals(plain: str, original: str) -> dict[str, float]:
         found["token_flood"] = _FLOOD_WEIGHT
     if _adversarial_suffix(original):
         found["adversarial_suffix"] = _SUFFIX_WEIGHT
-    if len(original) >= 24:
-        decoded = 0
-        for m in _B64_RUN.finditer(original):
-            if decoded >= _MAX_DECODED:
-                break
-            decoded += 1
-            run = m.group()
-            try:
-                s = _printable(base64.b64decode(run + "=" * (-len(run) % 4), validate=True))
-            except (binascii.Error, ValueError):
-                continue
-            if s and INSTRUCTIONS.matching(s):
-                found["base64_instruction"] = _B64_WEIGHT
-                break
-        m = _HEX_RUN.search(original)
-        if m:
-            try:
-                s = _printable(bytes.fromhex(m.group().replace(" ", "").replace(":", "")))
-            except ValueError:
-                s = None
-            if s and INSTRUCTIONS.matching(s):
-                found["hex_instruction"] = _HEX_WEIGHT
-    # rot13 of plain English never matches the rules by chance; of a rot13'd instruction it does.
-    if any(h in plain for h in _ROT13_HINTS) and INSTRUCTIONS.matching(codecs.encode(plain, "rot13")):
-        found["rot13_instruction"] = _ROT13_WEIGHT
+    for kind, s in (decoded_payloads(plain, original) if decoded is None else decoded):
+        if INSTRUCTIONS.matching(s):
+            found[kind + "_instruction"] = _DECODED_WEIGHTS[kind]
+        if _MARKUP_RE.search(s):
+            found["encoded_markup"] = _MARKUP_WEIGHT
     if ("rot" in plain or "64" in plain or "dec" in plain or "caesar" in plain) and _DECODE_ASK.search(plain) and (
             "rot13" in plain or "rot 13" in plain or _B64_RUN.search(original)):
         found["decode_request"] = _DECODE_ASK_WEIGHT
