@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.config.policy import CompiledPolicy
 from proxy.egress.address import AddressPolicy
-from proxy.handler import ProxyHandler
+from proxy.handler import PROXY_ROUTES, ProxyHandler
 from proxy.loopmon import monitor_loop_lag
 from proxy.metrics import Metrics
 from proxy.pipeline.chain import Chain
@@ -148,6 +148,10 @@ class _ParseErrorProtocol(RequestHandler):
         if status >= 500:
             return super().handle_error(request, status, exc, message)
         log.warning("refused a malformed request from %s: %s (%d)", request.remote, type(exc).__name__, status)
+        audit = getattr(self._manager, "ramparts_audit", None)
+        if audit is not None:  # no headers are trusted (or kept) from bytes that did not parse
+            audit.audit_refusal(request_id=os.urandom(16).hex(), status=status, code="malformed_request", route="-",
+                                method=None, client=request.remote, headers=None)
         if request.writer.output_size > 0:
             raise ConnectionError("the response was already started")
         return _json_error(status, f"the request is not valid HTTP/1.1 ({type(exc).__name__})", "malformed_request")
@@ -164,10 +168,18 @@ class ProxyRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _ProxyWebServer  # same state; only the protocol factory differs
+        server.ramparts_audit = audit_stage(self._app[STATE])
         return server
 
 
+def audit_stage(state: AppState):
+    """The pipeline's audit stage (it records refusals that happen before an exchange exists), or None."""
+    return next((s for s in state.chain.stages if hasattr(s, "audit_refusal")), None)
+
+
 def _expect_handler(state: AppState):
+    audit = audit_stage(state)
+
     async def expect(request: web.Request) -> web.Response | None:
         """Expect: 100-continue with an oversized body: 413 before reading a byte of it."""
         if request.version != aiohttp.HttpVersion11:
@@ -175,6 +187,11 @@ def _expect_handler(state: AppState):
         if request.headers.get("Expect", "").lower() != "100-continue":
             raise web.HTTPExpectationFailed(text="unknown Expect")
         if request.content_length is not None and request.content_length > state.policy.server.max_body_bytes:
+            if audit is not None:
+                path = request.raw_path.partition("?")[0]
+                audit.audit_refusal(request_id=os.urandom(16).hex(), status=413, code="body_too_large",
+                                    route=PROXY_ROUTES.get(path, "-"), method=request.method, client=request.remote,
+                                    headers=request.headers)
             return _json_error(413, f"the request body is larger than {state.policy.server.max_body_bytes} bytes", "body_too_large")
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None

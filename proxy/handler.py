@@ -54,6 +54,8 @@ def sse_error(message: str, type_: str = "upstream_error", code: str | None = No
 class ProxyHandler:
     def __init__(self, state) -> None:
         self.st = state  # proxy.app.AppState
+        # the audit stage, if any: refusals before an exchange exists are audited too (bounded)
+        self._audit = next((s for s in state.chain.stages if hasattr(s, "audit_refusal")), None)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         st = self.st
@@ -66,13 +68,13 @@ class ProxyHandler:
         framing = self._framing(request, route, local)
         if framing is not None:
             st.metrics.requests.labels("-", str(framing.status), *st.metrics.tenant(None)).inc()
-            return error_response(framing, request_id, close=framing.status != 404)
+            return self._refused(request, framing, route, request_id, close=framing.status != 404)
         if st.draining:
-            return error_response(unavailable("the proxy is shutting down; retry", "draining"), request_id)
+            return self._refused(request, unavailable("the proxy is shutting down; retry", "draining"), route, request_id)
         if st.in_flight >= st.policy.server.max_in_flight:  # shed load before any work (SECURITY_TESTS B8)
-            return error_response(unavailable("the proxy is at its limit of concurrent requests; retry", "overloaded"), request_id)
+            return self._refused(request, unavailable("the proxy is at its limit of concurrent requests; retry", "overloaded"), route, request_id)
         if st.memory_pressure:  # RSS above server.max_rss_mib (B8): in-flight requests finish, new ones wait
-            return error_response(unavailable("the proxy is above its memory soft limit; retry", "memory_pressure"), request_id)
+            return self._refused(request, unavailable("the proxy is above its memory soft limit; retry", "memory_pressure"), route, request_id)
         ex = Exchange(request_id=request_id, route=route or "local", method=request.method, path=path,
                       client_headers=request.headers, policy=st.policy, peer=request.remote or "")
         if local is not None:
@@ -109,6 +111,13 @@ class ProxyHandler:
                 m.overhead.labels(ex.route).observe(ex.proxy_seconds)
                 if st.in_flight == 0 and st.idle is not None:
                     st.idle.set()
+
+    def _refused(self, request: web.Request, deny: Deny, route: str | None, request_id: str, close: bool = False) -> web.Response:
+        """Refused before an exchange exists: audited as a `refusal` record (proxy/audit/refusal.py), then answered."""
+        if self._audit is not None:
+            self._audit.audit_refusal(request_id=request_id, status=deny.status, code=deny.code, route=route or "-",
+                                      method=request.method, client=request.remote, headers=request.headers)
+        return error_response(deny, request_id, close=close)
 
     # ------------------------------------------------------------------ request
 
@@ -158,6 +167,7 @@ class ProxyHandler:
         deny = await st.chain.authenticate(ex)
         if deny is not None:
             ex.outcome = "denied"
+            ex.state["refusal_status"] = deny.status  # the audit stage's refusal window counts by status
             return error_response(deny, ex.request_id)
         if ex.route == "models":
             return self._models(ex)

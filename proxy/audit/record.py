@@ -144,6 +144,8 @@ def build_record(ex: Exchange, *, secrets: tuple[str, ...], at: str | None = Non
         "response_chars": 0,
         "duration_us": int(((finished or time.perf_counter()) - started) * 1e6),
     }
+    if ident is None:  # refused at authentication: who knocked (the socket's peer, never a header)
+        record["client"] = ex.peer[:64] or None
     return record
 
 

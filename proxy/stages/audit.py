@@ -22,6 +22,7 @@ from proxy.audit.digest import Capture, texts_of
 from proxy.audit.keyring import PRIVATE_SUFFIX, Signer, generate_keypair, load_private_key
 from proxy.audit.query import Query, QueryError, run as run_query
 from proxy.audit.record import build_record, credentials_of
+from proxy.audit.refusal import RefusalLimiter, refusal_record
 from proxy.audit.seal import ProcessSealer
 from proxy.audit.writer import AuditWriter, WriterOptions
 from proxy.config.secret import SecretSource
@@ -52,6 +53,10 @@ class AuditConfig(StageConfig):
     content_key: SecretSource | None = None  # key-encryption key for the per-subject keys
     legal_hold: dict[str, list[str]] = {}  # tenant -> subjects whose records may not be erased
     query_limit: int = Field(100, ge=1, le=1000)  # default page size of GET /v1/audit
+    # Unauthenticated refusals (401, 404, 503 overloaded, ...): the first N of each window get their
+    # own record, the rest are counted into refusal_summary records (proxy/audit/refusal.py).
+    refusals_per_window: int = Field(100, ge=0, le=1_000_000)
+    refusal_window_s: float = Field(60.0, gt=0, le=86_400)
 
     @field_validator("chain_id")
     @classmethod
@@ -92,11 +97,14 @@ class AuditStage(Stage):
             hard_limit=config.queue_size + max(policy.server.max_in_flight, config.queue_size),
             checkpoint_every=config.checkpoint_every, checkpoint_interval_s=config.checkpoint_interval_s)
         self.writer: AuditWriter | None = None
+        self.refusals = RefusalLimiter(config.refusals_per_window, config.refusal_window_s)
+        self._windows: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Load keys (fail to start if one is unreadable), recover the chain, start the writer task."""
         self.writer = await asyncio.to_thread(self._build_writer)
         await self.writer.start()
+        self._windows = asyncio.ensure_future(self._close_refusal_windows())
 
     def _build_writer(self) -> AuditWriter:
         c, base = self.config, self.policy.base_dir
@@ -125,8 +133,35 @@ class AuditStage(Stage):
 
     async def stop(self) -> None:
         """Flush the queue and write a final signed checkpoint (after the handler drained)."""
+        if self._windows is not None:
+            self._windows.cancel()
+            self._windows = None
         if self.writer is not None:
+            for summary in self.refusals.roll(force=True):  # the last window's counts
+                self.writer.submit(summary)
             await self.writer.stop()
+
+    async def _close_refusal_windows(self) -> None:
+        """Write a window's refusal summaries soon after it closes, even if no refusal follows."""
+        while True:
+            await asyncio.sleep(self.config.refusal_window_s / 4)
+            for summary in self.refusals.roll():
+                self.writer.submit(summary)
+
+    def audit_refusal(self, *, request_id: str, status: int, code: str | None, route: str, method: str | None,
+                      client: str | None, headers: Any = None) -> None:
+        """A request refused before it became an exchange (framing, 404/405, draining, over capacity,
+        memory pressure, malformed HTTP): a `refusal` record, or only a count once the window's quota
+        of individual records is spent. Never the token, the body or the raw path."""
+        if self.writer is None:
+            return
+        admit, closed = self.refusals.admit(status, code, route, client)
+        for summary in closed:
+            self.writer.submit(summary)
+        if admit:
+            raw = headers.get(self.policy.model.auth.tenant_header) if headers is not None else None
+            self.writer.submit(refusal_record(request_id=request_id, status=status, code=code, route=route, method=method,
+                                              client=client, claimed_tenant=raw if isinstance(raw, str) else None))
 
     async def on_request(self, ex: Exchange) -> Deny | None:
         """Last on the way in: refuse while the sink is unhealthy (fail closed); keep the outgoing prompt's text."""
@@ -149,12 +184,19 @@ class AuditStage(Stage):
         if capture is None:  # denied before reaching this stage: digest what was asked, if anything
             texts = texts_of(ex.route, ex.body)
             capture = Capture(texts if texts else None)
-        record = build_record(ex, secrets=credentials_of(ex, self._provider_keys))
-        keep = self._keep and ex.identity is not None
         if self.writer is None:  # never started (the app failed to start): say so, do not drop silently
             self.services.metrics.audit_failures.inc()
             log.error("audit stage not started: record of request %s not written", ex.request_id)
             return
+        if ex.identity is None:  # refused at authentication: free for the caller, so bounded per window
+            reason = ex.denied[1] if ex.denied else ex.outcome
+            admit, closed = self.refusals.admit(ex.state.get("refusal_status") or 0, reason, ex.route, ex.peer)
+            for summary in closed:
+                self.writer.submit(summary)
+            if not admit:
+                return
+        record = build_record(ex, secrets=credentials_of(ex, self._provider_keys))
+        keep = self._keep and ex.identity is not None
         self.writer.submit(record, functools.partial(capture.apply, keep_text=keep))
 
     async def serve_local(self, ex: Exchange, query: dict[str, str]) -> tuple[int, Any]:
