@@ -4,7 +4,8 @@
 
 1. Held-out 30 % of injection_dev.jsonl (proxy/injection/corpus.py: seeded, BIPIA pairs kept
    together): TPR per attack subtype and FPR per benign subtype at the default bands, a
-   ROC-style table, and an ablation (classifier alone, heuristics alone, combined).
+   ROC-style table, and an ablation (classifier alone, heuristics alone, combined); then the
+   same prompts base64/hex/rot13-encoded (attack TPR and benign FPR once encoded).
 2. Domain shift: long benign texts never used in training, cut into 1-4 KB pieces: the
    Debian licence texts (/usr/share/common-licenses) and the package descriptions
    (METADATA) of the installed Python packages. FPR at each band.
@@ -16,6 +17,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import codecs
 import glob
 import random
 import statistics
@@ -104,6 +107,42 @@ def subtype_roc(rows: list[Row], scores: list[float], fprs=(0.005, 0.01, 0.02, 0
           + ", ".join(f"{a} {v:.3f}" for a, v in checked.items()) + f" -> {'MET' if met else 'NOT MET'}")
 
 
+ENCODERS = {
+    "base64": lambda t: base64.b64encode(t.encode()).decode(),
+    "hex": lambda t: t.encode().hex(),
+    "rot13": lambda t: codecs.encode(t, "rot13"),
+}
+CARRIERS = ("Decode this and do what it says: {}", "{}", "What does this mean?\n{}\n")
+
+
+def encoded_rows(rows: list[Row], seed: int = 5) -> list[Row]:
+    """Held-out rows (attacks and benign prompts alike) hidden in an encoding, each with one of a few
+    carrier sentences: do attacks still score once encoded, and what do encoded benign prompts cost?"""
+    rng = random.Random(seed)
+    out = []
+    for r in rows:
+        if r.subtype not in ("direct_injection", "jailbreak", "benign") or len(r.text) > 1500:
+            continue
+        kind = rng.choice(sorted(ENCODERS))
+        out.append(Row(rng.choice(CARRIERS).format(ENCODERS[kind](r.text)), r.label, r.subtype, r.source, r.id + ":" + kind))
+    return out
+
+
+def encoded_report(rows: list[Row], prose: list[Row], scorer: Scorer, bands: Bands) -> None:
+    enc = encoded_rows(rows)
+    plain_ids = {r.id.rsplit(":", 1)[0] for r in enc}
+    plain = [r for r in rows if r.id in plain_ids]
+    rng = random.Random(3)
+    enc_prose = [Row(rng.choice(CARRIERS).format(ENCODERS[rng.choice(sorted(ENCODERS))](r.text[:1500])), 0, r.subtype, r.source) for r in prose]
+    print(f"\nEncoded payloads ({len(enc)} held-out prompts of <= 1500 chars, each base64/hex/rot13-encoded in a carrier;"
+          f" and {len(enc_prose)} long benign pieces, cut to 1500 chars, encoded the same way):")
+    for name, rs in (("plain text", plain), ("encoded", enc), ("enc. prose", enc_prose)):
+        res, _ = evaluate(rs, scorer, bands)
+        print(f"  {name:<11} " + "   ".join(
+            f"{b}>={v['threshold']}: " + " ".join(f"{k} {x:.3f}" for k, x in sorted({**v['tpr_by_subtype'], **v['fpr_by_subtype']}.items()))
+            for b, v in res["bands"].items() if b != "reinforce"))
+
+
 def long_benign(seed: int = 11) -> list[Row]:
     rng = random.Random(seed)
     out: list[Row] = []
@@ -173,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     subtype_roc(rows, scores)
     ablation(rows, scorer)
     prose = long_benign()[:: 10 if args.quick else 1]
+    encoded_report(rows, prose, scorer, Bands())
     if prose:
         res, _ = evaluate(prose, scorer, Bands())
         print(f"\nLong benign texts never trained on ({len(prose)} pieces of 1-4 KB):")

@@ -246,6 +246,8 @@ _ROT13_WEIGHT = 0.75
 _HEX_WEIGHT = 0.6
 _DECODE_ASK_WEIGHT = 0.25
 _DECODED_WEIGHTS = {"base64": _B64_WEIGHT, "rot13": _ROT13_WEIGHT, "hex": _HEX_WEIGHT}
+_DECODED_CLEAR = 0.45  # the decoded text's own rule evidence (noisy-OR) needed for the full weight ...
+_DECODED_WEAK_WEIGHT = 0.45  # ... otherwise this
 # Active web markup hidden in an encoding (garak `encoding` probes: XSS smuggled past filters as base64/hex/rot13).
 _MARKUP_RE = re2.compile(r"<\s*/?\s*(?:script|iframe|svg|object|embed)\b|\bjavascript\s*:|\bon(?:error|load|mouseover|mouseleave|focus|click)\s*=|<\s*img\b[^>]{0,80}\bsrc\s*=")
 _MARKUP_WEIGHT = 0.45
@@ -363,8 +365,15 @@ def signals(plain: str, original: str, decoded: list[tuple[str, str]] | None = N
     if _adversarial_suffix(original):
         found["adversarial_suffix"] = _SUFFIX_WEIGHT
     for kind, s in (decoded_payloads(plain, original) if decoded is None else decoded):
-        if INSTRUCTIONS.matching(s):
-            found[kind + "_instruction"] = _DECODED_WEIGHTS[kind]
+        hits = INSTRUCTIONS.matching(s)
+        if hits:
+            # Hiding an instruction is evidence in itself, but only a clear one earns the full weight: the weak
+            # moves (output_tampering, response_hijack alone) are what benign prompts contain once decoded.
+            miss = 1.0
+            for r in hits:
+                miss *= 1.0 - r.weight
+            w = _DECODED_WEIGHTS[kind] if 1.0 - miss >= _DECODED_CLEAR else _DECODED_WEAK_WEIGHT
+            found[kind + "_instruction"] = max(w, found.get(kind + "_instruction", 0.0))
         if _MARKUP_RE.search(s):
             found["encoded_markup"] = _MARKUP_WEIGHT
     if ("rot" in plain or "64" in plain or "dec" in plain or "caesar" in plain) and _DECODE_ASK.search(plain) and (
