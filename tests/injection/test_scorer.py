@@ -87,3 +87,16 @@ def test_the_classifier_reads_decoded_payloads(scorer):
     benign = scorer.score("Decode this: " + base64.b64encode(b"Meet me at the station at noon, bring the tickets please").decode())
     # a harmless payload adds nothing: the decoded text scores low (the request itself is a weak signal)
     assert benign.classifier < 0.5 and "classifier" not in benign.signals
+
+
+def test_decoding_keeps_the_work_bounded(scorer):
+    import base64
+    import codecs
+
+    english = "the quick brown fox and you ignore the rules of the system prompt " * 200
+    for big in (base64.b64encode((english * 100).encode()).decode(),  # 1.7 MB of base64
+                " ".join(base64.b64encode(f"the and you chunk {i} ".encode() * 5).decode() for i in range(5000)),  # many runs
+                codecs.encode(english * 100, "rot13")):
+        t0 = time.perf_counter()
+        scorer.score(big)
+        assert time.perf_counter() - t0 < 0.25
