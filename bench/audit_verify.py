@@ -2,6 +2,9 @@
 
     python -m bench.audit_verify              # N=100,000 (plus a 10,000 run for the memory check)
     python -m bench.audit_verify --n 20000    # quicker
+    python -m bench.audit_verify --n 1000000 --runs 1 --damage   # SECURITY_TESTS L9: 1 M records,
+        # 100k vs 1M peak RSS, then a malformed line and a 20 MiB newline-free "line" at 90 % of the
+        # 1M log: both must be reported (exit 3, file:line) with the same flat memory
 
 Generates realistic exchange records with the real writer (sealed, signed,
 checkpointed every 1000), then runs `ramparts audit verify` in a fresh process
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -67,19 +71,49 @@ async def generate(directory: Path, n: int, signer: Signer) -> float:
     return time.perf_counter() - t0
 
 
-def timed(argv: list[str]) -> tuple[float, int, int]:
-    """Wall seconds, peak RSS (KiB) of the child, exit code."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def timed(argv: list[str], out: list[str] | None = None) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS (KiB) of this child alone (its own rusage from wait4, which also
+    covers the signature workers it reaped), exit code. `out` gets the child's stderr lines."""
     t0 = time.perf_counter()
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE if out is not None else subprocess.DEVNULL)
+    err = p.stderr.read().decode(errors="replace") if out is not None else ""
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
-    # ru_maxrss of children is the max over all waited-for children: run the smaller log first
-    return wall, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before), p.returncode
+    if out is not None:
+        out.extend(ln for ln in err.splitlines() if ln.strip())
+    return wall, usage.ru_maxrss, p.returncode
+
+
+def line_span(path: Path, lineno: int) -> tuple[int, int]:
+    """Byte offset and length (without the newline) of line `lineno` (1-based), streaming."""
+    off = 0
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            if i == lineno:
+                return off, len(line) - 1
+            off += len(line)
+    raise ValueError(f"{path} has fewer than {lineno} lines")
+
+
+def damage(log_file: Path, lineno: int, kind: str) -> None:
+    """In place (the file keeps its size): line `lineno` becomes garbage, or from it on 20 MiB of
+    bytes without a newline (a "line" over layout.MAX_LINE) replace whole lines."""
+    off, length = line_span(log_file, lineno)
+    with open(log_file, "r+b") as f:
+        f.seek(off)
+        if kind == "malformed":
+            f.write(b"#" * length)  # not JSON
+        else:
+            f.write(b"x" * (20 << 20))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=RUNS, help="verifier runs per log (median wall time)")
+    ap.add_argument("--damage", action="store_true", help="then damage the N log at 90 %% and check it is reported")
+    ap.add_argument("--json", type=Path, help="also write the numbers here")
     a = ap.parse_args()
     signer = Signer.from_private(Ed25519PrivateKey.generate())
     rows = []
@@ -91,17 +125,42 @@ def main() -> int:
             d = Path(tmp, f"log-{n}")
             gen = asyncio.run(generate(d, n, signer))
             size = sum(p.stat().st_size for p in d.rglob("*.jsonl"))
-            base = [timed([sys.executable, "-c", BASELINE, str(d)])[0] for _ in range(RUNS)]
-            runs = [timed([sys.executable, "-m", "proxy.cli", "audit", "verify", str(d), "--keys", str(keys)]) for _ in range(RUNS)]
+            base = [timed([sys.executable, "-c", BASELINE, str(d)])[0] for _ in range(a.runs)]
+            runs = [timed([sys.executable, "-m", "proxy.cli", "audit", "verify", str(d), "--keys", str(keys)]) for _ in range(a.runs)]
             assert all(r[2] == 0 for r in runs), "verification failed"
             rows.append((n, size, gen, statistics.median(base), statistics.median(r[0] for r in runs), max(r[1] for r in runs)))
+        damaged = []
+        if a.damage:  # on the N log: a file header is line 1, so record i is on line i + 2
+            log_file = next(Path(tmp, f"log-{a.n}", "records").rglob("*.jsonl"))
+            for kind in ("malformed", "oversized"):
+                at = int(a.n * 0.9) + 2
+                damage(log_file, at, kind)
+                err: list[str] = []
+                wall, rss, code = timed([sys.executable, "-m", "proxy.cli", "audit", "verify", str(Path(tmp, f"log-{a.n}")),
+                                         "--keys", str(keys)], err)
+                damaged.append((kind, at, wall, rss, code, err[-1] if err else ""))
+                # no undo: the oversized span starts at the same line and covers the malformed one
     print(f"{'records':>9} {'log MB':>7} {'generate s':>11} {'baseline s':>11} {'verify s':>9} {'ratio':>6} {'rec/s':>8} {'peak RSS MB':>12}")
     for n, size, gen, base, ver, rss in rows:
         print(f"{n:>9} {size / 1e6:>7.1f} {gen:>11.1f} {base:>11.2f} {ver:>9.2f} {ver / base:>6.1f} {n / ver:>8.0f} {rss / 1024:>12.1f}")
     small, big = rows[0][5], rows[1][5]
     print(f"\npeak RSS {rows[1][0]} vs {rows[0][0]} records: {big / small:.2f}x (flat memory: ~1.0x); "
           f"target: {rows[1][0]} records < 60 s -> {'PASS' if rows[1][4] < 60 else 'FAIL'}")
-    return 0
+    ok = True
+    for kind, at, wall, rss, code, msg in damaged:
+        reported = code == 3 and (f":{at} " in msg or f"line {at} " in msg)
+        ok = ok and reported
+        print(f"damaged ({kind} at line {at}): exit {code} in {wall:.1f} s, peak RSS {rss / 1024:.1f} MB, "
+              f"{'REPORTED' if reported else 'NOT REPORTED'}: {msg}")
+    if a.json:
+        a.json.write_text(json.dumps({
+            "logs": [{"records": n, "log_mb": round(size / 1e6, 1), "generate_s": round(gen, 1), "baseline_s": round(base, 2),
+                      "verify_s": round(ver, 2), "peak_rss_mb": round(rss / 1024, 1)} for n, size, gen, base, ver, rss in rows],
+            "rss_ratio": round(big / small, 3),
+            "damaged": [{"kind": k, "line": at, "verify_s": round(w, 2), "exit": c, "peak_rss_mb": round(r / 1024, 1), "message": m}
+                        for k, at, w, r, c, m in damaged],
+            "load": os.getloadavg()}, indent=2) + "\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
