@@ -249,7 +249,7 @@ _DECODED_WEIGHTS = {"base64": _B64_WEIGHT, "rot13": _ROT13_WEIGHT, "hex": _HEX_W
 _DECODED_CLEAR = 0.45  # the decoded text's own rule evidence (noisy-OR) needed for the full weight ...
 _DECODED_WEAK_WEIGHT = 0.45  # ... otherwise this
 # Active web markup hidden in an encoding (garak `encoding` probes: XSS smuggled past filters as base64/hex/rot13).
-_MARKUP_RE = re2.compile(r"<\s*/?\s*(?:script|iframe|svg|object|embed)\b|\bjavascript\s*:|\bon(?:error|load|mouseover|mouseleave|focus|click)\s*=|<\s*img\b[^>]{0,80}\bsrc\s*=")
+_MARKUP_RE = re2.compile(r"<\s*/?\s*(?:script|iframe|object|embed)\b|\bjavascript\s*:|\bon(?:error|load|mouseover|mouseleave|focus|click)\s*=")
 _MARKUP_WEIGHT = 0.45
 _FRAME_RE = re2.compile(_FRAME)
 _DEFENSIVE_RE = re2.compile(_DEFENSIVE)

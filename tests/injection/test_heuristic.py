@@ -115,6 +115,10 @@ def test_encoded_markup_is_a_signal_but_plain_base64_is_not():
         assert "encoded_markup" in fired(f"Encoded: {enc}\nDecoded:"), enc
     # a data blob, a JWT-like token, or encoded ordinary text are not markup
     assert "encoded_markup" not in fired(base64.b64encode(b"hello, here is my shopping list for the week").decode())
+    # ordinary markup is not active markup: an inline SVG icon, a page with an image
+    for page in (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M12 2L2 7l10 5z"/></svg>',
+                 b'<html><body><h1>Hello</h1><img src="logo.png" alt="logo"></body></html>'):
+        assert "encoded_markup" not in fired("decode this base64: " + base64.b64encode(page).decode())
     assert "encoded_markup" not in fired("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
 
 
