@@ -381,25 +381,34 @@ class ProxyHandler:
                 raise ClientGone() from e
 
         async def through(events: list[Event]) -> bytes:
-            parts = []
+            # The events of one read pass the chain together (Chain.run_events: a stage may work on
+            # them at once, e.g. leak scans their text in one pass); a malformed one ends the read.
+            good: list[Event] = []
+            bad = None
+            for ev in events:
+                if ev.data is None and ev.comment is None:
+                    continue  # a data-less frame (only retry:/id:/event:) makes openai-python fail
+                if ev.data is not None and not ev.is_done and not isinstance(ev.payload, dict):
+                    bad = SSEError("an event's data is not a JSON object")  # never relay what no stage could read
+                    break
+                self._observe(ex, ev)
+                good.append(ev)
             try:
-                for ev in events:
-                    if ev.data is None and ev.comment is None:
-                        continue  # a data-less frame (only retry:/id:/event:) makes openai-python fail
-                    if ev.data is not None and not ev.is_done and not isinstance(ev.payload, dict):
-                        raise SSEError("an event's data is not a JSON object")  # never relay what no stage could read
-                    self._observe(ex, ev)
-                    out = await chain.run_event(ex, ev) if touch else [ev]
-                    for o in out:
-                        if o.is_done:
-                            done_events.append(o)  # [DONE] waits until every stage has flushed
-                        else:
-                            parts.append(encode_event(o))
-            except (DenyError, SSEError) as e:
-                # Events of this read that every stage already passed are the client's (and charged):
-                # they go out before the error event.
-                e.cleared = b"".join(parts)
+                out = (await chain.run_events(ex, good) if touch else good) if good else ()
+            except DenyError as e:
+                # Events of this read that every stage passed before the deny are the client's (and
+                # charged): they go out before the error event.
+                e.cleared = b"".join(encode_event(o) for o in getattr(e, "passed", None) or () if not o.is_done)
                 raise
+            parts = []
+            for o in out:
+                if o.is_done:
+                    done_events.append(o)  # [DONE] waits until every stage has flushed
+                else:
+                    parts.append(encode_event(o))
+            if bad is not None:
+                bad.cleared = b"".join(parts)  # the events before the malformed one go out first
+                raise bad
             return b"".join(parts)
 
         try:

@@ -36,6 +36,9 @@ class LeakFlow:
         self.pending.clear()
         return out
 
+    def has_new_cut(self) -> bool:
+        return bool(self.newly_cut)
+
     def take_cut(self) -> list[int]:
         out, self.newly_cut = self.newly_cut, []
         return out
@@ -59,6 +62,12 @@ class SlotFilter:
         self._flow = flow
         self._choice = choice
         self._scanner = scanner
+
+    @property
+    def held_len(self) -> int:
+        """Characters held from earlier feeds: the start of what the next feed emits, when it
+        finds nothing (TextStreamEditor.edit_many lays the output back over the chunks with it)."""
+        return len(self._scanner.held)
 
     def feed(self, text: str) -> str:
         flow = self._flow

@@ -27,6 +27,7 @@ class Chain:
         self._request_after_auth = tuple(s for s in self._request if s is not (self.stages[0] if self.stages else None))
         self._headers = tuple(s for s in reversed(self.stages) if _overrides(s, "on_response_headers"))
         self._event = tuple(s for s in reversed(self.stages) if _overrides(s, "on_response_event"))
+        self._batching = frozenset(s for s in self._event if _overrides(s, "on_response_events"))
         self._end_order = tuple(
             s for s in reversed(self.stages) if _overrides(s, "on_response_event") or _overrides(s, "on_response_end")
         )
@@ -102,6 +103,52 @@ class Chain:
             except DenyError as e:
                 self._mark_denied(ex, s, e.deny)
                 raise
+            events = out
+        return events
+
+    async def run_events(self, ex: Exchange, events: list[Event]) -> list[Event]:
+        """The events of one upstream read through every stage (raises DenyError): a stage that
+        overrides on_response_events gets them at once, the others one by one. On a deny, what
+        the denying stage let through before it (e.passed) still goes through the outer stages
+        one by one and is set as e.passed for the caller: the same events reach the client as
+        with run_event per event (an outer stage's deny on one of them wins, as it would have)."""
+        if len(events) == 1:
+            return await self.run_event(ex, events[0])
+        stages = self._event
+        for i, s in enumerate(stages):
+            if not events:
+                break
+            if s in self._batching:
+                try:
+                    events = await s.on_response_events(ex, events)
+                except DenyError as e:
+                    # Outer stages first: one of them denying an earlier event would have come first.
+                    e.passed = await self._outer(ex, stages[i + 1:], list(getattr(e, "passed", ()) or ()))
+                    self._mark_denied(ex, s, e.deny)
+                    raise
+                continue
+            out: list[Event] = []
+            for ev in events:
+                try:
+                    out.extend(await s.on_response_event(ex, ev))
+                except DenyError as e:
+                    e.passed = await self._outer(ex, stages[i + 1:], out)
+                    self._mark_denied(ex, s, e.deny)
+                    raise
+            events = out
+        return events
+
+    async def _outer(self, ex: Exchange, stages: tuple[Stage, ...], events: list[Event]) -> list[Event]:
+        """`events` through `stages` one by one (what a denying stage let through before its deny)."""
+        for i, s in enumerate(stages):
+            out: list[Event] = []
+            for ev in events:
+                try:
+                    out.extend(await s.on_response_event(ex, ev))
+                except DenyError as e:
+                    e.passed = await self._outer(ex, stages[i + 1:], out)
+                    self._mark_denied(ex, s, e.deny)
+                    raise
             events = out
         return events
 

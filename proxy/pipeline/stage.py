@@ -68,6 +68,17 @@ class Stage:
         """
         return [event]
 
+    async def on_response_events(self, ex: Exchange, events: list[Event]) -> list[Event]:
+        """Several events that arrived together (one upstream read), in order. Override only to
+        work on them at once (Chain.run_events calls on_response_event per event otherwise); must
+        give what on_response_event would give event by event, or less sooner (a hold-back may
+        differ, never what is finally sent). A DenyError raised here may carry `passed`: the events
+        this stage let through before the one it denies (they still reach the client)."""
+        out: list[Event] = []
+        for ev in events:
+            out.extend(await self.on_response_event(ex, ev))
+        return out
+
     async def on_response_end(self, ex: Exchange) -> list[Event]:
         """The upstream body ended: flush anything held back."""
         return []

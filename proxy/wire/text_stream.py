@@ -96,6 +96,77 @@ class TextStreamEditor:
             event.mark_changed()
         return before + [event]
 
+    def edit_many(self, events: list[Event], out: list[Event], stop: Callable[[], bool] | None = None) -> int:
+        """edit() for events that arrived together, appended to `out` (returned): consecutive common
+        chunks of one slot go to its rewriter as one text, one feed. The rewriter's output is laid
+        back over those chunks in order (its `held_len`, if it has one, is how much of the output is
+        text held from before); a chunk whose text comes out the same keeps its bytes, the one where
+        held-back text starts is cut, the ones after it are sent empty, as edit() does with a held
+        chunk. Output that is not laid out that way (a redaction marker) goes whole into the first
+        chunk of the run. If a rewriter raises, `out` holds what was decided before that run.
+        Returns how many events were done: after each run or other event, `stop()` true ends the
+        call early (the caller takes the rest one by one, e.g. once a choice was cut)."""
+        run: list[tuple[Event, dict[str, Any], str]] = []
+        run_key: Any = None
+        for i, ev in enumerate(events):
+            payload = ev.payload
+            one = lone_text(payload) if ev.kind == "sse" and isinstance(payload, dict) else None
+            if one is not None:
+                if run and one[0] != run_key:
+                    self._feed_run(run_key, run, out)
+                    run = []
+                    if stop is not None and stop():
+                        return i
+                run_key = one[0]
+                run.append((ev, one[1], one[2]))
+                self._template = payload
+                continue
+            if run:
+                self._feed_run(run_key, run, out)
+                run = []
+                if stop is not None and stop():
+                    return i
+            out.extend(self.edit(ev))
+            if stop is not None and stop():
+                return i + 1
+        if run:
+            self._feed_run(run_key, run, out)
+        return len(events)
+
+    def _feed_run(self, key: SlotKey, run: list[tuple[Event, dict[str, Any], str]], out: list[Event]) -> None:
+        rw = self._rewriters.get(key)
+        if rw is None:
+            rw = self._rewriters[key] = self._make(key)
+        if len(run) == 1:
+            ev, holder, field = run[0]
+            text = holder[field]
+            new = rw.feed(text)
+            if new != text:
+                holder[field] = new
+                ev.mark_changed()
+            out.append(ev)
+            return
+        texts = [holder[field] for _, holder, field in run]
+        joined = "".join(texts)
+        before = getattr(rw, "held_len", 0)
+        new = rw.feed(joined)
+        if new == joined:
+            out.extend(ev for ev, _, _ in run)
+            return
+        head, rest = new[:before], new[before:]
+        if not joined.startswith(rest):
+            head, rest = new, ""
+        pos = 0
+        for (ev, holder, field), text in zip(run, texts):
+            piece = rest[pos:pos + len(text)]
+            pos += len(text)
+            if head:
+                piece, head = head + piece, ""
+            if piece != text:
+                holder[field] = piece
+                ev.mark_changed()
+            out.append(ev)
+
     def end(self) -> list[Event]:
         """The upstream ended (with or without [DONE]): flush every open slot."""
         return self._flush(lambda key: True)

@@ -211,3 +211,93 @@ async def test_touches_events_of_asks_every_stage_with_response_hooks():
     assert chain.touches_events_of(ex)  # b still wants them
     b.wants_events = lambda ex: False
     assert not chain.touches_events_of(ex)
+
+
+def denier(name, log, deny_on: str):
+    """Passes events (logging them) until one whose data is `deny_on`."""
+    class S(Stage):
+        type = name
+
+        async def on_response_event(self, ex, event):
+            log.append((name, event.data))
+            if event.data == deny_on:
+                raise DenyError(Deny(429, "cut", code=name))
+            return [event]
+    return S(None, make_policy(), make_services())
+
+
+def batcher(name, log, deny_on: str | None = None):
+    """Takes the events of a read at once; denies at `deny_on`, saying what passed before it."""
+    class S(Stage):
+        type = name
+
+        async def on_response_event(self, ex, event):
+            log.append((name, "one", event.data))
+            return [event]
+
+        async def on_response_events(self, ex, events):
+            log.append((name, "many", [e.data for e in events]))
+            datas = [e.data for e in events]
+            if deny_on in datas:
+                e = DenyError(Deny(403, "no", code=name))
+                e.passed = events[:datas.index(deny_on)]
+                raise e
+            return list(events)
+    return S(None, make_policy(), make_services())
+
+
+async def test_run_events_gives_a_batching_stage_the_read_and_the_others_each_event():
+    log = []
+    chain = Chain([recorder("outer", log), batcher("b", log)])
+    ex = make_exchange(make_policy(), {})
+    out = await chain.run_events(ex, [Event(kind="sse", data=d) for d in "xyz"])
+    assert [e.data for e in out] == ["x", "y", "z"]
+    assert log == [("b", "many", ["x", "y", "z"]), ("evt", "outer", "x"), ("evt", "outer", "y"), ("evt", "outer", "z")]
+    log.clear()
+    assert [e.data for e in await chain.run_events(ex, [Event(kind="sse", data="w")])] == ["w"]
+    assert log == [("b", "one", "w"), ("evt", "outer", "w")]  # one event: the per-event path
+
+
+async def test_run_events_deny_passes_what_came_before_it_through_the_outer_stages():
+    log = []
+    chain = Chain([recorder("outer", log), batcher("b", log, deny_on="z")])
+    ex = make_exchange(make_policy(), {})
+    try:
+        await chain.run_events(ex, [Event(kind="sse", data=d) for d in "xyzw"])
+        raise AssertionError("expected DenyError")
+    except DenyError as e:
+        assert e.deny.code == "b" and [ev.data for ev in e.passed] == ["x", "y"]
+    assert ("evt", "outer", "x") in log and ("evt", "outer", "z") not in log and ex.denied == ("b", "b")
+
+
+async def test_run_events_deny_of_a_per_event_stage_is_the_same_as_event_by_event():
+    for events in (["a", "b", "STOP", "c"], ["STOP"], ["a", "STOP"]):
+        results = []
+        for batched in (False, True):
+            log = []
+            chain = Chain([recorder("outer", log), denier("d", log, "STOP"), batcher("inner", log)])
+            ex = make_exchange(make_policy(), {})
+            sent = []
+            try:
+                if batched:
+                    sent += await chain.run_events(ex, [Event(kind="sse", data=d) for d in events])
+                else:
+                    for d in events:
+                        sent += await chain.run_event(ex, Event(kind="sse", data=d))
+            except DenyError as e:
+                sent += getattr(e, "passed", None) or []
+                results.append(([ev.data for ev in sent], e.deny.code, ex.denied))
+        assert len(results) == 2
+        assert results[0] == results[1] == (events[:events.index("STOP")], "d", ("d", "d"))
+
+
+async def test_an_outer_deny_on_what_an_inner_stage_passed_wins():
+    log = []
+    chain = Chain([denier("outer", log, "x"), batcher("inner", log, deny_on="z")])
+    ex = make_exchange(make_policy(), {})
+    try:
+        await chain.run_events(ex, [Event(kind="sse", data=d) for d in "wxyz"])
+        raise AssertionError("expected DenyError")
+    except DenyError as e:
+        assert e.deny.code == "outer" and [ev.data for ev in e.passed] == ["w"]
+    assert ex.denied == ("outer", "outer")

@@ -324,3 +324,146 @@ async def test_long_sent_system_prompt_is_fingerprinted_off_loop_and_cached():
     assert ex2.state["leak"][0].prints[0] is ex.state["leak"][0].prints[0]
     out, _ = await stream_through(chain, ex2, sse(["here: ", " ".join(long_prompt.split()[300:340]), " end"]))
     assert client_text(out) == "here: " + MSG
+
+
+# ---------------------------------------------------------------- several events per upstream read
+# The handler passes the events of one upstream read through Chain.run_events; leak then scans the
+# text of a run of chunks in one pass (LeakStage.on_response_events, TextStreamEditor.edit_many).
+
+
+def reads(events: list[Event], sizes: list[int]) -> list[list[Event]]:
+    """`events` grouped into consecutive reads of the given sizes (cycled; 0 counts as 1)."""
+    out, i, k = [], 0, 0
+    while i < len(events):
+        n = max(1, sizes[k % len(sizes)]) if sizes else len(events)
+        out.append(events[i:i + n])
+        i, k = i + n, k + 1
+    return out
+
+
+async def reads_through(chain: Chain, ex, events: list[Event], sizes: list[int]) -> tuple[list[Event], DenyError | None]:
+    """What the client receives when the events arrive in reads: on a deny, what the chain says
+    passed before it (e.passed) and nothing after, as the handler does."""
+    out: list[Event] = []
+    try:
+        for group in reads(events, sizes):
+            out.extend(await chain.run_events(ex, group))
+        out.extend(await chain.run_end(ex))
+    except DenyError as e:
+        return out + list(getattr(e, "passed", None) or ()), e
+    return out, None
+
+
+def shape(events: list[Event]) -> list:
+    """What a client reads, event boundaries aside: per choice its content and tool arguments, the
+    finish reasons in order, usage, [DONE]."""
+    from proxy.wire.openai import get_at, response_slots
+    texts: dict = {}
+    finishes, usage, done = [], [], False
+    for e in events:
+        if e.is_done:
+            done = True
+            continue
+        p = e.payload
+        for slot in response_slots(p):
+            texts[slot.key] = texts.get(slot.key, "") + get_at(p, slot.path)
+        for c in (p or {}).get("choices") or ():
+            if c.get("finish_reason"):
+                finishes.append((c.get("index"), c["finish_reason"]))
+        if isinstance(p, dict) and p.get("usage"):
+            usage.append(p["usage"])
+    return [sorted(texts.items()), finishes, usage, done]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(sorted(ACTION_OF)),
+       action=st.sampled_from(["redact", "replace", "block"]),
+       before=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
+       after=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40),
+       sizes=st.lists(st.integers(min_value=0, max_value=30), max_size=6))
+async def test_reads_never_let_a_planted_value_through_and_send_what_event_by_event_sends(kind, action, before, after, cuts, sizes):
+    """Differential: the same events, once one by one (run_event) and once in reads (run_events).
+    The client reads the same text, finish reasons, usage and [DONE] (with `block`, the reads'
+    text is a prefix of the one-by-one text: the text of the read that holds the hit stays back),
+    the same decisions are made, and the planted value never arrives."""
+    cfg = dict(actions={ACTION_OF[kind]: action}, canaries=["ZEBRA-CANARY-7731"])
+    value, forbidden = planted(kind)
+    text = " ".join(before) + " " + value + " " + " ".join(after)
+    events = sse(split(text, cuts), usage=True)
+    chain1 = Chain([stage(**cfg)])
+    ex1 = await started(chain1)
+    one, denied1 = await stream_through(chain1, ex1, [Event(kind="sse", data=e.data) for e in events])
+    chain2 = Chain([stage(**cfg)])
+    ex2 = await started(chain2)
+    batched, denied2 = await reads_through(chain2, ex2, [Event(kind="sse", data=e.data) for e in events], sizes)
+    got = client_text(batched)
+    assert forbidden.casefold() not in got.casefold()
+    assert (denied1 is None) == (denied2 is None)
+    if action == "block":
+        assert denied2.deny.status == 403 and not any(e.is_done for e in batched)
+        assert client_text(one).startswith(got)
+    else:
+        assert shape(batched) == shape(one)
+    assert [(d.stage, d.decision, d.detail) for d in ex2.decisions] == [(d.stage, d.decision, d.detail) for d in ex1.decisions]
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(st.sampled_from(CLEAN_WORDS), min_size=1, max_size=40),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40),
+       sizes=st.lists(st.integers(min_value=0, max_value=30), max_size=6))
+async def test_clean_answers_in_reads_pass_byte_identical(words, cuts, sizes):
+    chain = Chain([stage()])
+    ex = await started(chain)
+    text = " ".join(words)
+    out, denied = await reads_through(chain, ex, sse(split(text, cuts)), sizes)
+    assert denied is None and client_text(out) == text
+    assert out[-1].is_done and ex.decisions == []
+
+
+async def test_a_clean_read_keeps_every_event_s_bytes():
+    """One read with the whole clean answer: one scan, and no event is re-encoded."""
+    chain = Chain([stage()])
+    ex = await started(chain)
+    events = [Event(kind="sse", data=e.data, raw=b"data: " + e.data.encode() + b"\n\n")
+              for e in sse(["Weather ", "is nice ", "today, ", "you are ", "welcome."])]
+    raws = [e.raw for e in events]
+    out = await chain.run_events(ex, events) + await chain.run_end(ex)
+    assert [e.raw for e in out] == raws
+
+
+async def test_a_held_tail_cuts_only_the_event_where_it_starts():
+    chain = Chain([stage()])
+    ex = await started(chain)
+    events = [Event(kind="sse", data=orjson.dumps(chat_chunk(p)).decode(), raw=b"x") for p in ("Here ", "it is: ", "sk-pr")]
+    out = await chain.run_events(ex, events)
+    assert [e.raw for e in out[:2]] == [b"x", b"x"] and out[2].raw is None
+    assert client_text(out) == "Here it is: "
+    out += await chain.run_events(ex, [Event.sse_json(chat_chunk(p)) for p in (KEY[5:], " done")])
+    out += await chain.run_end(ex)
+    assert client_text(out) == "Here it is: [REDACTED:secret] done"
+
+
+@pytest.mark.parametrize("size", [2, 3, 7])
+async def test_reads_cover_tool_calls_other_choices_and_a_replaced_choice(size):
+    half = len(KEY) // 2
+    scenarios = [
+        ({}, [Event.sse_json(chat_chunk(tool_args='{"k": "' + KEY[:half])), Event.sse_json(chat_chunk(tool_args=KEY[half:] + '"}')),
+              Event.sse_json(chat_chunk("c1 " + KEY[:5], index=1)), Event.sse_json(chat_chunk(KEY[5:] + " end", index=1)),
+              Event.sse_json(chat_chunk(finish="tool_calls")), Event.sse_json(chat_chunk(finish="stop", index=1)),
+              Event(kind="sse", data="[DONE]")]),
+        ({"actions": {"secret": "replace"}},
+         [Event.sse_json(chat_chunk("ok " + KEY[:9], index=0)), Event.sse_json(chat_chunk(KEY[9:] + " x", index=0)),
+          Event.sse_json(chat_chunk("fine ", index=1)), Event.sse_json(chat_chunk("gone", index=0)),
+          Event.sse_json(chat_chunk(tool_args='{"a": 1}', index=0)), Event.sse_json(chat_chunk("still", index=1)),
+          Event.sse_json(chat_chunk(finish="stop", index=0)), Event.sse_json(chat_chunk(finish="stop", index=1)),
+          Event(kind="sse", data="[DONE]")]),
+        ({"actions": {"secret": "replace"}}, sse(["ok ", KEY, " more text", " and more"], usage=True)),
+    ]
+    for cfg, events in scenarios:
+        chain1, chain2 = Chain([stage(**cfg)]), Chain([stage(**cfg)])
+        ex1, ex2 = await started(chain1), await started(chain2)
+        one, _ = await stream_through(chain1, ex1, [Event(kind="sse", data=e.data) for e in events])
+        batched, _ = await reads_through(chain2, ex2, [Event(kind="sse", data=e.data) for e in events], [size])
+        assert shape(batched) == shape(one)
+        assert KEY[8:] not in "".join(e.data or "" for e in batched)

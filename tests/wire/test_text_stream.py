@@ -91,3 +91,47 @@ def test_choices_and_tool_arguments_are_independent():
     assert client_text(out, 0) == "A Ada Lovelace"
     assert client_text(out, 1) == "B Alan Turing"
     assert client_text(out, 0, "tool_arguments") == '{"who": "Ada Lovelace"}'
+
+
+class Held(Restore):
+    """Restore that says how much it holds (held_len), as leak's slot filter does."""
+
+    @property
+    def held_len(self):
+        return len(self.hb._held)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(ANSWER)), max_size=10),
+       sizes=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=4),
+       with_held=st.booleans())
+def test_edit_many_sends_what_edit_sends(cuts, sizes, with_held):
+    """Differential: events in groups through edit_many give the client what edit() gives one by
+    one (per slot text, finish and [DONE] order), and every event it leaves unchanged keeps its bytes."""
+    points = sorted(set(cuts))
+    pieces, prev = [], 0
+    for p in points + [len(ANSWER)]:
+        pieces.append(ANSWER[prev:p])
+        prev = p
+    pieces.insert(len(pieces) // 2, None)  # a tool-call chunk in the middle: not a lone text chunk
+    def events():
+        evs = stream_of([p for p in pieces if p is not None])
+        evs.insert(len(evs) // 2, Event.sse_json(chat_chunk(tool_args='{"x": "<NAME_2>"}')))
+        return [Event(kind="sse", data=e.data, raw=b"raw") for e in evs]
+    one = run(events())
+    make = Held if with_held else Restore
+    ed = TextStreamEditor(lambda key: make())
+    many, evs, i, k = [], events(), 0, 0
+    while i < len(evs):
+        n = sizes[k % len(sizes)]
+        assert ed.edit_many(evs[i:i + n], many) == len(evs[i:i + n])
+        i, k = i + n, k + 1
+    many.extend(ed.end())
+    assert client_text(many) == client_text(one) == "Hello Ada Lovelace, meet Alan Turing. Bye <NAM"
+    args = lambda out: "".join(tc["function"]["arguments"] for e in out if isinstance(e.payload, dict)  # noqa: E731
+                               for c in e.payload["choices"] for tc in (c.get("delta") or {}).get("tool_calls") or ())
+    assert args(many) == args(one) == '{"x": "Alan Turing"}'
+    assert many[-1].is_done
+    for e in many:
+        if e.raw == b"raw":  # untouched: its text is what it was
+            assert e.data == next(x.data for x in events() if x.data == e.data)
