@@ -19,10 +19,13 @@ def full_gc_ms():
         t = time.perf_counter(); gc.collect(2); best = min(best, time.perf_counter() - t)
     return best * 1000
 before = full_gc_ms()
-from proxy.serve import GC_THRESHOLDS, tune_gc
+import sys
+from proxy.serve import GC_THRESHOLDS, tune_gc, tune_gil
 tune_gc()
+tune_gil()
 print(orjson.dumps({"before_ms": before, "after_ms": full_gc_ms(), "frozen": gc.get_freeze_count(),
-                    "threshold": list(gc.get_threshold()), "expected": list(GC_THRESHOLDS)}).decode())
+                    "threshold": list(gc.get_threshold()), "expected": list(GC_THRESHOLDS),
+                    "switch": sys.getswitchinterval()}).decode())
 """
 
 
@@ -40,5 +43,10 @@ def test_tune_gc_takes_the_startup_heap_out_of_full_collections():
 
 
 def test_tune_gc_can_be_turned_off_for_a_b_runs():
-    r = probe(RAMPARTS_GC_FREEZE="0")
+    r = probe(RAMPARTS_GC_FREEZE="0", RAMPARTS_GIL_SWITCH_S="0")
     assert r["frozen"] == 0 and r["threshold"] == [700, 10, 10]
+    assert r["switch"] == 0.005  # CPython's default
+
+
+def test_the_loop_thread_gets_the_gil_back_within_a_millisecond():
+    assert probe()["switch"] == 0.001
