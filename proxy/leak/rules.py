@@ -17,6 +17,7 @@ from proxy.leak.secret import secret_alternatives
 from proxy.leak.settings import DEFAULT_ACTIONS, LeakModeration, LeakPromptSettings
 
 OVERFLOW_MARKER = "[REDACTED:overflow]"
+_KEY_CHARS = 4096  # PrintCache: shorter prompts are their own key
 _BUILT_PER_TENANT = 16  # fingerprint detectors kept per tenant (distinct request system prompts)
 
 
@@ -146,13 +147,17 @@ class PrintCache:
     def __init__(self, settings: LeakPromptSettings, size: int = 256) -> None:
         self._settings = settings
         self._size = size
-        self._items: OrderedDict[bytes, PromptFingerprint | None] = OrderedDict()
+        self._items: OrderedDict[str | bytes, PromptFingerprint | None] = OrderedDict()
 
     @staticmethod
-    def key(text: str) -> bytes:
+    def key(text: str) -> str | bytes:
+        """The text itself while short (a dict lookup hashes it once), else a digest: the cache holds
+        at most size x _KEY_CHARS characters of prompts."""
+        if len(text) <= _KEY_CHARS:
+            return text
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    def cached(self, key: bytes) -> tuple[bool, PromptFingerprint | None]:
+    def cached(self, key: str | bytes) -> tuple[bool, PromptFingerprint | None]:
         if key in self._items:
             self._items.move_to_end(key)
             return True, self._items[key]
@@ -164,7 +169,7 @@ class PrintCache:
         except ValueError:
             return None  # too short to fingerprint
 
-    def put(self, key: bytes, fp: PromptFingerprint | None) -> None:
+    def put(self, key: str | bytes, fp: PromptFingerprint | None) -> None:
         self._items[key] = fp
         if len(self._items) > self._size:
             self._items.popitem(last=False)

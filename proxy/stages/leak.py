@@ -62,6 +62,7 @@ class LeakStage(Stage):
         self._rules = compile_rules(config, infos)
         self._prints = PrintCache(config.system_prompt)
         self._error_secrets = secret_detector([(p.name, p.regex, p.max_len, tuple(p.anchors)) for p in config.secrets.patterns])
+        self._seconds = services.metrics.stage_seconds.labels(self.type)
 
     async def on_request(self, ex: Exchange) -> Deny | None:
         """Fingerprint the system/developer messages the request sends (already pii-tokenized)."""
@@ -70,9 +71,8 @@ class LeakStage(Stage):
             return None
         prints = []
         if self.config.system_prompt.request and rules.actions.get("system_prompt") != "off":
-            sent = [get_at(ex.body, c.path) for c in request_carriers(ex.route, ex.body) if c.is_system]
-            text = "\n".join(s for s in sent if isinstance(s, str))[: self.config.system_prompt.max_request_chars]
-            fp = await self._fingerprint(text) if text.strip() else None
+            text = system_text(ex.route, ex.body)[: self.config.system_prompt.max_request_chars]
+            fp = await self._fingerprint(text) if text and not text.isspace() else None
             if fp is not None:
                 prints.append(fp)
         flow = LeakFlow(rules, prints)
@@ -105,6 +105,8 @@ class LeakStage(Stage):
         flow, editor = state
         t = time.perf_counter()
         try:
+            if event.kind == "body" and not flow.cut and _clean_body(flow, event.payload):
+                return [event]
             out = editor.edit(event)
         except LeakBlocked as e:
             self._record(ex, flow)
@@ -177,7 +179,7 @@ class LeakStage(Stage):
     def _observe(self, flow: LeakFlow) -> None:
         """Once per exchange: the detection time of all its events (one histogram sample, not one per event)."""
         if flow.seconds:
-            self.services.metrics.stage_seconds.labels(self.type).observe(flow.seconds)
+            self._seconds.observe(flow.seconds)
             flow.seconds = 0.0
 
     def _edit(self, ex: Exchange, flow: LeakFlow, run, event: Event | None) -> list[Event]:
@@ -248,6 +250,66 @@ class LeakStage(Stage):
             event.data, event.raw = clean.decode(), None
         self.services.metrics.leak_hits.labels("secret", "redact").inc()
         ex.decide(self.type, "redact", detector="secret", kind="error_body", count=1)
+
+
+def system_text(route: str, body: dict) -> str:
+    """The system/developer text a request sends, joined by newlines: every is_system carrier of
+    request_carriers. Chat messages that are only a role and a string content (the usual shape)
+    are read directly; any other shape of a system message takes the carrier walk."""
+    if route == "chat":
+        parts = []
+        for msg in body.get("messages") or ():
+            if isinstance(msg, dict) and msg.get("role") in ("system", "developer"):
+                content = msg.get("content")
+                if len(msg) > 2 or not isinstance(content, str) or "role" not in msg:
+                    parts = None
+                    break
+                parts.append(content)
+        if parts is not None:
+            return "\n".join(parts)
+    sent = [get_at(body, c.path) for c in request_carriers(route, body) if c.is_system]
+    return "\n".join(s for s in sent if isinstance(s, str))
+
+
+_OTHER_MESSAGE_SLOTS = ("reasoning_content", "reasoning", "refusal", "tool_calls", "function_call")
+
+
+def lone_body_text(payload) -> str | None:
+    """The text of a whole response whose only text slot (response_slots) is one choice's
+    message.content; None for any other shape (the general path takes it)."""
+    if not isinstance(payload, dict):
+        return None
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if not isinstance(choice, dict) or "text" in choice or "delta" in choice:
+        return None
+    msg = choice.get("message")
+    if not isinstance(msg, dict):
+        return None
+    content = msg.get("content")
+    if not isinstance(content, str):
+        return None
+    for k in _OTHER_MESSAGE_SLOTS:
+        if msg.get(k) is not None:
+            return None
+    return content
+
+
+def _clean_body(flow: LeakFlow, payload) -> bool:
+    """A whole answer with one text: scanned in one pass with a scanner of its own. True when
+    nothing is found (it goes out as it came, its bytes kept); otherwise the general path
+    scans it again from scratch with the slot's own scanner (this one leaves no trace)."""
+    text = lone_body_text(payload)
+    if text is None:
+        return False
+    scanner = flow.rules.scanner(flow.prints)
+    out = scanner.step(text)
+    if out.__class__ is not str:
+        return False
+    tail = scanner.finish()
+    return not tail.hits and tail.stop is None and out + tail.text == text
 
 
 STAGE = LeakStage

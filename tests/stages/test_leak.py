@@ -467,3 +467,94 @@ async def test_reads_cover_tool_calls_other_choices_and_a_replaced_choice(size):
         batched, _ = await reads_through(chain2, ex2, [Event(kind="sse", data=e.data) for e in events], [size])
         assert shape(batched) == shape(one)
         assert KEY[8:] not in "".join(e.data or "" for e in batched)
+
+
+# ---------------------------------------------------------------- fast paths of a whole answer and of the request
+
+
+def _general_system_text(route, body):
+    from proxy.wire.openai import get_at, request_carriers
+    sent = [get_at(body, c.path) for c in request_carriers(route, body) if c.is_system]
+    return "\n".join(s for s in sent if isinstance(s, str))
+
+
+_texts = st.text(alphabet="ab \n", max_size=6)
+_message = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["system", "developer", "user", "assistant", 7]), "content": st.one_of(_texts, st.none())}),
+    st.fixed_dictionaries({"role": st.sampled_from(["system", "developer"]), "content": _texts, "name": _texts}),
+    st.fixed_dictionaries({"role": st.sampled_from(["system", "developer"]),
+                           "content": st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "input_text", "image_url"]), "text": _texts}), max_size=2)}),
+    st.fixed_dictionaries({"content": _texts}),
+    st.just("not a message"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(_message, max_size=5), route=st.sampled_from(["chat", "completions"]))
+def test_system_text_equals_the_carrier_walk(messages, route):
+    from proxy.stages.leak import system_text
+    body = {"model": "m", "messages": messages, "prompt": "p"}
+    assert system_text(route, body) == _general_system_text(route, body)
+
+
+_slot_values = st.one_of(st.none(), _texts, st.just([{"function": {"arguments": "x"}}]), st.just({"arguments": "y"}), st.just([]))
+_choice = st.one_of(
+    st.fixed_dictionaries({"index": st.just(0), "message": st.fixed_dictionaries(
+        {"role": st.just("assistant"), "content": st.one_of(_texts, st.none())},
+        optional={"refusal": _slot_values, "tool_calls": _slot_values, "function_call": _slot_values,
+                  "reasoning_content": _slot_values, "reasoning": _slot_values, "audio": st.none()}),
+        "finish_reason": st.just("stop")}, optional={"text": _texts, "delta": st.just({"content": "d"})}),
+    st.fixed_dictionaries({"index": st.just(0), "text": _texts}))
+
+
+@pytest.mark.parametrize("key", ["refusal", "tool_calls", "function_call", "reasoning_content", "reasoning", "audio"])
+@pytest.mark.parametrize("value", ["t", [{"function": {"arguments": "x"}}], {"arguments": "y"}, [], None])
+def test_lone_body_text_with_each_other_message_field(key, value):
+    test_lone_body_text_is_the_only_slot.hypothesis.inner_test(
+        [{"index": 0, "message": {"role": "assistant", "content": "c", key: value}, "finish_reason": "stop"}])
+
+
+@settings(max_examples=300, deadline=None)
+@given(choices=st.lists(_choice, min_size=1, max_size=2))
+def test_lone_body_text_is_the_only_slot(choices):
+    from proxy.stages.leak import lone_body_text
+    from proxy.wire.openai import get_at, response_slots
+    payload = {"id": "x", "object": "chat.completion", "choices": choices}
+    text = lone_body_text(payload)
+    if text is not None:
+        slots = response_slots(payload)
+        assert len(slots) == 1 and slots[0].key == (0, "content", -1) and get_at(payload, slots[0].path) == text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(sorted(ACTION_OF) + ["clean"]),
+       action=st.sampled_from(["redact", "replace", "block"]),
+       before=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12),
+       after=st.lists(st.sampled_from(CLEAN_WORDS), max_size=12))
+async def test_clean_body_shortcut_decides_like_the_general_path(kind, action, before, after):
+    """Differential: a whole answer through the stage (with the shortcut) and through the general
+    editor path alone give the same body, the same verdict and the same decisions."""
+    import proxy.stages.leak as leak_mod
+    value = planted(kind)[0] if kind != "clean" else ""
+    text = " ".join(before + [value] + after)  # the value may end the answer: found only when it ends
+    cfg = dict(actions={ACTION_OF.get(kind, "secret"): action}, canaries=["ZEBRA-CANARY-7731"])
+    results = []
+    for shortcut in (True, False):
+        chain = Chain([stage(**cfg)])
+        ex = await started(chain, stream=False)
+        raw = orjson.dumps(chat_body(text))
+        ev = Event(kind="body", data=raw.decode(), raw=raw)
+        saved = leak_mod._clean_body
+        if not shortcut:
+            leak_mod._clean_body = lambda flow, payload: False
+        try:
+            out = await chain.run_event(ex, ev) + await chain.run_end(ex)
+            got = ("ok", [e.payload for e in out])
+            kept = [e.raw is not None for e in out]
+        except DenyError as e:
+            got, kept = ("denied", e.deny.code), []
+        finally:
+            leak_mod._clean_body = saved
+        results.append((got, [(d.decision, d.detail) for d in ex.decisions]))
+        if shortcut and kind == "clean":
+            assert kept == [True]  # a clean answer keeps its bytes
+    assert results[0] == results[1]
