@@ -81,6 +81,14 @@ def proc_rss(pid: int) -> int:
         return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS"))
 
 
+def loop_thread_sched(pid: int) -> tuple[int, int, int]:
+    """The event loop thread's (= the main thread's) schedstat: ns on a CPU, ns runnable but waiting
+    for a CPU (the machine's share of the loop lag: other processes ran), timeslices."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+        cpu, wait, slices = (int(v) for v in f.read().split()[:3])
+    return cpu, wait, slices
+
+
 def proc_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -196,6 +204,7 @@ async def drive(args, port: int, ops: int, pid: int, chaos: ChaosProxy) -> dict:
                 return await r.text()
 
     metrics_before = await scrape()  # the loop-lag histogram is diffed against this (startup excluded)
+    sched_before = loop_thread_sched(pid)
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
     tasks = [asyncio.ensure_future(worker(i)) for i in range(args.concurrency)]
@@ -214,7 +223,8 @@ async def drive(args, port: int, ops: int, pid: int, chaos: ChaosProxy) -> dict:
     prober.join(15)
     await asyncio.sleep(args.settle)
     metrics = await scrape()
-    return {"tally": tally, "samples": samples, "metrics": metrics, "metrics_before": metrics_before,
+    sched_after = loop_thread_sched(pid)
+    return {"sched": [a - b for a, b in zip(sched_after, sched_before)], "tally": tally, "samples": samples, "metrics": metrics, "metrics_before": metrics_before,
             "elapsed": time.monotonic() - t0, "lags": lags}
 
 
@@ -390,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
             "samples": len(samples), "budget_holds_left": holds, "ledger_files": [str(p.name) for p in ledger],
             "in_flight_after": in_flight, "sigterm_exit": exit_code, "audit_exchange_records": exchange_records,
             "event_loop_lag (ramparts_event_loop_lag_seconds, traffic window)": mon,
+            "loop_thread_sched": {"cpu_s": round(out["sched"][0] / 1e9, 1), "waiting_for_a_cpu_s": round(out["sched"][1] / 1e9, 1),
+                                  "waiting_pct_of_wall": round(100 * out["sched"][1] / 1e9 / out["elapsed"], 1)},
             "healthz_latency (event-loop lag upper bound, includes the probe's scheduling)": lag,
             "audit_verify": {"exit": verify.returncode, **({k: vreport[k] for k in vreport if k in
                                                              ("status", "records", "chains", "ok", "result")} if isinstance(vreport, dict) else {})},
