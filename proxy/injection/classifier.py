@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.injection.feature import DIM, distinct_indices
+from proxy.injection.feature import DIM, distinct_indices, window_distinct_indices
 
 MODEL_FILE = "model/classifier.npz"
 
@@ -50,10 +50,23 @@ class Classifier:
             return self._logit(plain)
         # Windows overlap by a quarter so an instruction on a boundary is seen whole.
         step = w - w // 4
+        starts = range(0, len(plain) - w // 4, step)
+        if w >= 5:  # the same indices as window by window (feature.window_distinct_indices), hashed once
+            return max(self._logit_of_indices(idx) for idx in window_distinct_indices(plain, w, starts))
+        return max(self._logit(plain[i:i + w]) for i in starts)
+
+    def logit_of_reference(self, plain: str) -> float:
+        """`logit_of` window by window, each hashed on its own: the general path (tests)."""
+        w = self.window
+        if len(plain) <= w:
+            return self._logit(plain)
+        step = w - w // 4
         return max(self._logit(plain[i:i + w]) for i in range(0, len(plain) - w // 4, step))
 
     def _logit(self, plain: str) -> float:
-        idx = distinct_indices(plain)
+        return self._logit_of_indices(distinct_indices(plain))
+
+    def _logit_of_indices(self, idx: np.ndarray) -> float:
         if not len(idx):
             return self.bias
         return float(self.weights[idx].sum()) / math.sqrt(len(idx)) + self.bias

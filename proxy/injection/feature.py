@@ -105,3 +105,90 @@ def _all(plain: str) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=np.int64)
     return _bucket(np.concatenate(parts))
+
+
+def _word_spans(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, starts, ends) of every word: `_word_hashes(cps)` and where each word lies."""
+    is_word = ((cps >= 97) & (cps <= 122)) | ((cps >= 48) & (cps <= 57)) | (cps == 39) | (cps >= 192)
+    if not is_word.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.uint64), empty, empty
+    edge = np.diff(np.concatenate(([False], is_word, [False])).astype(np.int8))
+    starts, ends = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    # the hashes as _word_hashes computes them (its steps, reusing the mask and the starts)
+    pos_all = np.arange(len(cps))
+    first = np.zeros(len(cps), dtype=bool)
+    first[starts] = True
+    word_id = np.cumsum(first) - 1
+    offset = np.minimum(pos_all - starts[np.maximum(word_id, 0)], _MAX_WORD - 1)
+    with np.errstate(over="ignore"):
+        vals = cps[is_word] * _POW[offset[is_word]]
+    return np.add.reduceat(vals, np.flatnonzero(first[is_word])), starts, ends
+
+
+def _one_word(cps: np.ndarray) -> np.uint64:
+    """`_word_hashes` of a slice that is one word (wrapping uint64 sums are order-free)."""
+    n = len(cps)
+    pw = _POW[:n] if n <= _MAX_WORD else np.concatenate((_POW, np.full(n - _MAX_WORD, _POW[-1], dtype=np.uint64)))
+    with np.errstate(over="ignore"):
+        return (cps * pw).sum(dtype=np.uint64)
+
+
+def window_distinct_indices(plain: str, size: int, starts: range) -> list[np.ndarray]:
+    """`[distinct_indices(plain[a:a + size]) for a in starts]`, the very same arrays (values and
+    order: the classifier's float32 sum depends on the order), with the hashing done once.
+
+    Every char n-gram hash depends only on its own characters, so a window's are a slice of
+    the whole text's. A word inside a window hashes the same; a word the window cuts at
+    either edge is hashed again from the part inside (`_one_word`). Each window's parts are
+    laid out as `_all` lays them out (3-, 4-, 5-grams, words, word bigrams), bucketed, then
+    made distinct as `distinct_indices` does. Windows must hold at least 5 characters.
+    """
+    cps = np.frombuffer(plain.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    grams: list[np.ndarray] = []
+    with np.errstate(over="ignore"):
+        h = None
+        for n in CHAR_NS:
+            m = len(cps) - n + 1
+            if h is None:
+                h = _SEEDS[n] + cps[:m]
+                for k in range(1, n):
+                    h = h * _MULT + cps[k:k + m]
+            else:
+                h = h[:m] * _MULT + cps[n - 1:n - 1 + m] + _ROLL[n]
+            grams.append(_bucket(h))
+    words, w_starts, w_ends = _word_spans(cps)
+    out: list[np.ndarray] = []
+    for a in starts:
+        b = min(a + size, len(cps))
+        if b - a < CHAR_NS[-1]:
+            raise ValueError("window_distinct_indices: every window needs at least 5 characters")
+        parts = [g[a:b - n + 1] for g, n in zip(grams, CHAR_NS)]
+        # words [i, j) lie inside [a, b) whole; a word cut by the window's start or end is partial
+        i = int(np.searchsorted(w_starts, a, side="left"))  # first word starting at or after a
+        j = int(np.searchsorted(w_ends, b, side="right"))  # words ending at or before b: [0, j)
+        ws = words[i:j] if j > i else words[:0]
+        head, tail = [], []
+        if i > 0 and w_ends[i - 1] > a:  # word i-1 starts before the window and reaches into it
+            head = [np.array([_one_word(cps[a:min(int(w_ends[i - 1]), b)])], dtype=np.uint64)]
+        if j < len(words) and a <= w_starts[j] < b:  # word j starts inside the window and ends after it
+            tail = [np.array([_one_word(cps[int(w_starts[j]):b])], dtype=np.uint64)]
+        if head or tail:
+            ws = np.concatenate(head + [ws] + tail)
+        if len(ws):
+            with np.errstate(over="ignore"):
+                parts.append(_bucket(ws ^ _WORD_SEED))
+                if len(ws) > 1:
+                    parts.append(_bucket((ws[:-1] * _MULT + ws[1:]) ^ _BIGRAM_SEED))
+        idx = np.concatenate(parts)
+        out.append(_distinct(idx))
+    return out
+
+
+def _distinct(idx: np.ndarray) -> np.ndarray:
+    slot = getattr(_scratch, "slot", None)
+    if slot is None:
+        slot = _scratch.slot = np.zeros(DIM, dtype=np.int32)
+    pos = np.arange(len(idx), dtype=np.int32)
+    slot[idx] = pos
+    return idx[slot[idx] == pos]

@@ -69,3 +69,32 @@ def test_vectorised_features_equal_the_one_ngram_at_a_time_definition():
     for text in ["", "ab", "abc", "abcd", "ignore all previous instructions", "caf\u00e9 \u4e2d\u6587 x1 y2",
                  "the quick brown fox jumps over the lazy dog " * 3]:
         assert indices(text).tolist() == _reference_indices(text)
+
+
+def test_window_distinct_indices_equals_window_by_window():
+    """The shared-hash windows give the very arrays (values and order) of distinct_indices per window."""
+    import random
+
+    from proxy.injection.feature import distinct_indices, window_distinct_indices
+    rng = random.Random(3)
+    alphabets = ["abcdefghij ", "abc019'  .,-\n@éßж", "x" * 3 + " ", "ab'c d", "word " * 3 + "verylongwordwithoutanybreakatall"]
+    for _ in range(3000):
+        alpha = rng.choice(alphabets)
+        n = rng.randint(5, 400)
+        plain = "".join(rng.choice(alpha) for _ in range(n))
+        size = rng.randint(5, n)
+        step = rng.randint(1, size)
+        starts = range(0, n - 4, step)
+        got = window_distinct_indices(plain, size, starts)
+        assert len(got) == len(starts)
+        for a, g in zip(starts, got):
+            ref = distinct_indices(plain[a:a + size])
+            assert g.dtype == ref.dtype and np.array_equal(g, ref), (plain, size, a)
+
+
+def test_window_distinct_indices_refuses_tiny_windows():
+    import pytest
+
+    from proxy.injection.feature import window_distinct_indices
+    with pytest.raises(ValueError):
+        window_distinct_indices("abcdefgh", 4, range(0, 4, 2))

@@ -48,3 +48,54 @@ def test_window_keeps_head_and_tail_within_cap():
     w = window(text, 1000)
     assert len(w) <= 1001 and w.startswith("A" * 500) and w.endswith("B" * 500)
     assert window("short", 1000) == "short"
+
+
+# --- fast path (_unleet) against the general path (one _LEET_WORD.sub over the whole text) ---
+
+def _general_unleet(plain: str) -> str:
+    from proxy.injection.fold import _LEET_TABLE, _LEET_WORD
+    return _LEET_WORD.sub(lambda m: m.group().translate(_LEET_TABLE), plain)
+
+
+def _plain_before_leet(text: str) -> str:
+    """fold()'s `plain` up to the leet step (what _unleet receives)."""
+    from proxy.injection import fold as f
+    t = fold(text).text
+    plain = "\n".join(" ".join(line.split()) for line in t.lower().splitlines() if line and not line.isspace())
+    if f._SPACED_HINT.search(plain):
+        plain = f._SPACED.sub(lambda m: f._SPACED_SEP.sub("", m.group()), plain)
+    return plain
+
+
+def test_unleet_equals_the_full_pass_on_random_text():
+    import random
+
+    from proxy.injection.fold import _UNLEET_WORDS, _unleet
+    rng = random.Random(7)
+    alphabets = ["ab1 ", "abc019@$ \n.-_'", "ab1$@ \né", "x3 y4\n", "pr3v10us s3cr3t ign0re a@b.c $5 l33t k1ng"]
+    for _ in range(4000):
+        alpha = rng.choice(alphabets)
+        words = rng.randint(1, 3 * _UNLEET_WORDS)  # both below and above the word-by-word limit
+        plain = "".join(rng.choice(alpha) for _ in range(rng.randint(1, words * 4)))
+        assert _unleet(plain) == _general_unleet(plain), repr(plain)
+
+
+def test_unleet_edges():
+    from proxy.injection.fold import _UNLEET_WORDS, _unleet
+    cases = ["a1", "1a", "a1 b2", "a1\nb2", "ab@cd", "$ab", "ab$", "@a1@", "1gn0r3 pr3v10us", "é1abc a1",
+             "a1 " * (_UNLEET_WORDS + 5), "x " * 100 + "a1", "a1" + " x" * 100, "ab12cd34 " * 3, "no leet here 123 456"]
+    for plain in cases:
+        assert _unleet(plain) == _general_unleet(plain), repr(plain)
+
+
+def test_unleet_equals_the_full_pass_on_the_dev_set():
+    from proxy.injection.corpus import read_jsonl
+    from proxy.injection.fold import _unleet
+    from proxy.injection.train import DEFAULT_DATA
+    path = DEFAULT_DATA / "injection_dev.jsonl"
+    n = 0
+    for row in read_jsonl(path):
+        plain = _plain_before_leet(row.text)
+        assert _unleet(plain) == _general_unleet(plain), row.text[:80]
+        n += 1
+    assert n > 2000
