@@ -104,6 +104,11 @@ class SlotScanner:
             return self._run(buf, final=False, detectors=busy)
         return self._run(buf, final=False)
 
+    def whole(self, text: str) -> "str | Scan":
+        """A fresh scanner judges one complete text in one pass (a whole answer): what _run gives
+        for it as the final buffer, the text itself when nothing was found."""
+        return self._run(text, final=True)
+
     def finish(self) -> Scan:
         """The stream ended: judge everything held, partial matches included."""
         if self.stopped or not self._held:

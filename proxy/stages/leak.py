@@ -298,18 +298,14 @@ def lone_body_text(payload) -> str | None:
 
 
 def _clean_body(flow: LeakFlow, payload) -> bool:
-    """A whole answer with one text: scanned in one pass with a scanner of its own. True when
+    """A whole answer with one text: judged in one final pass by a scanner of its own. True when
     nothing is found (it goes out as it came, its bytes kept); otherwise the general path
     scans it again from scratch with the slot's own scanner (this one leaves no trace)."""
     text = lone_body_text(payload)
     if text is None:
         return False
-    scanner = flow.rules.scanner(flow.prints)
-    out = scanner.step(text)
-    if out.__class__ is not str:
-        return False
-    tail = scanner.finish()
-    return not tail.hits and tail.stop is None and out + tail.text == text
+    out = flow.rules.scanner(flow.prints).whole(text)
+    return out.__class__ is str and out == text
 
 
 STAGE = LeakStage
