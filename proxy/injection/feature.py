@@ -55,6 +55,55 @@ def _word_hashes(cps: np.ndarray) -> np.ndarray:
     return np.add.reduceat(vals, first)
 
 
+_IS_WORD = np.array([97 <= c <= 122 or 48 <= c <= 57 or c == 39 or c >= 192 for c in range(256)])
+_INV_MULT = np.uint64(pow(0x100000001B3, -1, 1 << 64))  # _MULT is odd: it has an inverse mod 2**64
+_MPOW: np.ndarray = np.ones(1, dtype=np.uint64)  # _MULT ** k and its inverse, grown on demand (to 64k + 1)
+_MINV: np.ndarray = np.ones(1, dtype=np.uint64)
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(_MULT ** k, _MULT ** -k) for k < at least n, wrapping mod 2**64 (cumprod wraps too)."""
+    global _MPOW, _MINV
+    if len(_MPOW) < n:
+        size = max(n, 2 * len(_MPOW), 8192)
+        with np.errstate(over="ignore"):
+            p = np.cumprod(np.full(size, _MULT, dtype=np.uint64))
+            q = np.cumprod(np.full(size, _INV_MULT, dtype=np.uint64))
+        _MPOW = np.concatenate((np.ones(1, dtype=np.uint64), p[:-1]))
+        _MINV = np.concatenate((np.ones(1, dtype=np.uint64), q[:-1]))
+    return _MPOW, _MINV
+
+
+def _word_spans(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, starts, ends) of every word; the hashes equal `_word_hashes(cps)`.
+
+    A word's hash is sum c_k * M^min(k - start, 31). With P[i] = sum_(t < i) c_t * M^t (one
+    cumulative sum, wrapping mod 2**64) a word of at most 32 characters is
+    (P[end] - P[start]) * M^-start: M is odd, so it has an inverse mod 2**64. Longer words (the
+    exponent stops growing at 31) are hashed directly. About twice as fast as `_word_hashes`.
+    """
+    is_word = _IS_WORD[np.minimum(cps, 255)]  # the same mask as _word_hashes's comparisons, one lookup
+    n = len(cps)
+    if not n or not is_word.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.uint64), empty, empty
+    bounds = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1  # where a word starts or ends, inside
+    if is_word[0] or is_word[-1]:
+        bounds = np.concatenate((np.array([0] if is_word[0] else [], dtype=bounds.dtype), bounds,
+                                 np.array([n] if is_word[-1] else [], dtype=bounds.dtype)))
+    starts, ends = bounds[0::2], bounds[1::2]
+    mpow, minv = _powers(n + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.empty(n + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.cumsum(cps * mpow[:n], out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * minv[starts]
+        long = np.flatnonzero(ends - starts > _MAX_WORD)
+        for k in long.tolist():
+            hashes[k] = _one_word(cps[starts[k]:ends[k]])
+    return hashes, starts, ends
+
+
 def indices(plain: str) -> np.ndarray:
     """Sorted distinct feature indices of an already folded, lowercased text (training, tests)."""
     idx = _all(plain)
@@ -97,7 +146,7 @@ def _all(plain: str) -> np.ndarray:
             else:  # roll the (n-1)-gram hash one character on (exactly the same value, fewer passes)
                 h = h[:m] * _MULT + cps[n - 1:n - 1 + m] + _ROLL[n]
             parts.append(h)
-        w = _word_hashes(cps)
+        w = _word_spans(cps)[0]  # = _word_hashes(cps), faster
         if len(w):
             parts.append(w ^ _WORD_SEED)
             if len(w) > 1:
@@ -105,25 +154,6 @@ def _all(plain: str) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=np.int64)
     return _bucket(np.concatenate(parts))
-
-
-def _word_spans(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hashes, starts, ends) of every word: `_word_hashes(cps)` and where each word lies."""
-    is_word = ((cps >= 97) & (cps <= 122)) | ((cps >= 48) & (cps <= 57)) | (cps == 39) | (cps >= 192)
-    if not is_word.any():
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros(0, dtype=np.uint64), empty, empty
-    edge = np.diff(np.concatenate(([False], is_word, [False])).astype(np.int8))
-    starts, ends = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    # the hashes as _word_hashes computes them (its steps, reusing the mask and the starts)
-    pos_all = np.arange(len(cps))
-    first = np.zeros(len(cps), dtype=bool)
-    first[starts] = True
-    word_id = np.cumsum(first) - 1
-    offset = np.minimum(pos_all - starts[np.maximum(word_id, 0)], _MAX_WORD - 1)
-    with np.errstate(over="ignore"):
-        vals = cps[is_word] * _POW[offset[is_word]]
-    return np.add.reduceat(vals, np.flatnonzero(first[is_word])), starts, ends
 
 
 def _one_word(cps: np.ndarray) -> np.uint64:

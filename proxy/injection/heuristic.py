@@ -240,6 +240,7 @@ _DECODE_ASK = re2.compile(r"\b(?:decode|decrypt|decipher|base ?64|rot ?13|caesar
 # only when the text contains one, so ordinary text pays one substring scan, not a rule pass.
 _ROT13_HINTS = (" gur ", " naq ", " lbh ", "vtaber", "cerivbhf", "vafgehpgvba", "flfgrz", "cebzcg", "qvfertneq", "cnffjbeq", "fpevcg", "wninfpevcg")
 _FLOOD_RUN = 40  # the same short token this many times in a row (Tensor Trust-style padding)
+_FLOOD_STRIDE = _FLOOD_RUN // 4  # _flooded's exact pre-check samples every this many words
 _MAX_DECODED = 4  # decode at most this many runs per text: bounded work
 _B64_WEIGHT = 0.75
 _ROT13_WEIGHT = 0.75
@@ -305,6 +306,13 @@ def _adversarial_suffix(text: str) -> bool:
 def _flooded(plain: str) -> bool:
     words = plain.split()
     if len(words) < _FLOOD_RUN:
+        return False
+    # A run of _FLOOD_RUN equal words covers 4 consecutive multiples of s = _FLOOD_RUN // 4
+    # (any _FLOOD_RUN consecutive indices do), so 4 neighbouring samples of words[::s] are that
+    # word: when no 4 are equal (and short), there is no run. Exact, ~1/10 of the word-by-word
+    # loop; ordinary prose rarely passes it, and then the loop decides as before.
+    samples = words[::_FLOOD_STRIDE]
+    if not any(a == b == c == d and len(a) <= 8 for a, b, c, d in zip(samples, samples[1:], samples[2:], samples[3:])):
         return False
     run = 1
     for a, b in zip(words, words[1:]):

@@ -98,3 +98,30 @@ def test_window_distinct_indices_refuses_tiny_windows():
     from proxy.injection.feature import window_distinct_indices
     with pytest.raises(ValueError):
         window_distinct_indices("abcdefgh", 4, range(0, 4, 2))
+
+
+def _word_spans_reference(cps):
+    """Word hashes by the general `_word_hashes`, spans by a plain scan: the reference for `_word_spans`."""
+    from proxy.injection import feature as f
+    is_word = [(97 <= c <= 122) or (48 <= c <= 57) or c == 39 or c >= 192 for c in cps.tolist()]
+    starts = [i for i, w in enumerate(is_word) if w and (i == 0 or not is_word[i - 1])]
+    ends = [i + 1 for i, w in enumerate(is_word) if w and (i + 1 == len(is_word) or not is_word[i + 1])]
+    return f._word_hashes(cps), np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+
+
+def test_word_spans_equal_word_hashes():
+    """The prefix-sum word hashes (inverse powers of the odd multiplier) against the general ones,
+    words longer than the 32-letter clamp included."""
+    import random
+
+    from proxy.injection.feature import _word_spans
+    rng = random.Random(11)
+    alpha = "abcdefxyz019'  .,-\n@éßж\U0001F600"
+    for _ in range(4000):
+        text = "".join(rng.choice(alpha) if rng.random() < .5 else rng.choice("abcdefghij ") for _ in range(rng.randint(0, 300)))
+        if rng.random() < 0.25:
+            text = text + "q" * rng.randint(25, 90) + rng.choice(["", " ", "x1"]) + text
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        got, ref = _word_spans(cps), _word_spans_reference(cps)
+        for g, r in zip(got, ref):
+            assert np.array_equal(g, r), text

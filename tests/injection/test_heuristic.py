@@ -179,3 +179,39 @@ def test_harmful_request_is_weak_alone_and_framed_is_stronger():
     assert "harmful_request" in plain and "framed_harmful_request" not in plain
     w = {r.name: r.weight for r in RULES}
     assert w["harmful_request"] < 0.5  # alone it never flags
+
+
+def _flooded_reference(plain: str) -> bool:
+    """The word-by-word loop alone (before the sampled pre-check)."""
+    from proxy.injection.heuristic import _FLOOD_RUN
+    words = plain.split()
+    if len(words) < _FLOOD_RUN:
+        return False
+    run = 1
+    for a, b in zip(words, words[1:]):
+        run = run + 1 if a == b and len(a) <= 8 else 1
+        if run >= _FLOOD_RUN:
+            return True
+    return False
+
+
+def test_flooded_precheck_is_exact():
+    import random
+
+    from proxy.injection.corpus import read_jsonl
+    from proxy.injection.heuristic import _FLOOD_RUN, _flooded
+    from proxy.injection.train import DEFAULT_DATA
+    rng = random.Random(5)
+    hits = 0
+    for _ in range(3000):
+        vocab = rng.choice([["a"], ["a", "b"], ["x", "x", "x", "y"], ["word", "longwordabc", "z"]])
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 3 * _FLOOD_RUN))]
+        if rng.random() < 0.5:  # plant a run just long enough, or one short, at a random place
+            at, n = rng.randint(0, len(words)), _FLOOD_RUN - rng.randint(0, 1)
+            words[at:at] = [rng.choice(["go", "verylongword"])] * n
+        plain = " ".join(words)
+        assert _flooded(plain) == _flooded_reference(plain), plain
+        hits += _flooded_reference(plain)
+    assert hits > 300
+    for row in read_jsonl(DEFAULT_DATA / "injection_dev.jsonl"):
+        assert _flooded(row.text.lower()) == _flooded_reference(row.text.lower())

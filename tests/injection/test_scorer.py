@@ -103,11 +103,14 @@ def test_decoding_keeps_the_work_bounded(scorer):
 
 
 def test_fast_paths_score_the_dev_set_exactly_like_the_general_paths(scorer, monkeypatch):
-    """Differential: fold's word-by-word leet rewrite and the classifier's shared-hash windows
-    against the full-text rewrite and window-by-window hashing: the same Score (value, signals,
+    """Differential: fold's word-by-word leet rewrite, the classifier's shared-hash windows, the
+    prefix-sum word hashes and the flood pre-check against the full-text rewrite, window-by-window
+    hashing, `_word_hashes` and the word-by-word flood loop: the same Score (value, signals,
     classifier probability) for every dev row, as is and tripled (several classifier windows)."""
     from proxy.injection import fold as fold_mod
+    from proxy.injection import heuristic
     from proxy.injection.corpus import read_jsonl
+    from tests.injection.test_heuristic import _flooded_reference
     from proxy.injection.train import DEFAULT_DATA
     rows = read_jsonl(DEFAULT_DATA / "injection_dev.jsonl")
     texts = [t for r in rows for t in (r.text, r.text * 3)]
@@ -115,6 +118,10 @@ def test_fast_paths_score_the_dev_set_exactly_like_the_general_paths(scorer, mon
     general_unleet = lambda plain: fold_mod._LEET_WORD.sub(lambda m: m.group().translate(fold_mod._LEET_TABLE), plain)  # noqa: E731
     monkeypatch.setattr(fold_mod, "_unleet", general_unleet)
     monkeypatch.setattr(Classifier, "logit_of", Classifier.logit_of_reference)
+    from proxy.injection import feature
+    # _all takes only the hashes; the spans are checked against a plain scan in test_feature
+    monkeypatch.setattr(feature, "_word_spans", lambda cps: (feature._word_hashes(cps), None, None))
+    monkeypatch.setattr(heuristic, "_flooded", _flooded_reference)
     general = [scorer.score(t) for t in texts]
     assert len(texts) > 5000 and sum(len(t) > scorer.classifier.window for t in texts) > 500
     assert fast == general
