@@ -149,3 +149,29 @@ def test_prefix_check_equals_a_table_of_every_proper_prefix(cores, probes):
             assert r._is_prefix(lit[:k]) == (lit[:k] in table), lit[:k]
     for p in probes:
         assert r._is_prefix(p) == (p in table), p
+
+
+# --- the skip-ahead token search against TOKEN itself (differential) ---
+
+TOKENISH = "<>_aeEMAILZz0123456789 .,-\n\u00e9"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=TOKENISH, max_size=200), st.integers(0, 200))
+def test_skip_ahead_search_finds_what_token_finds(text, pos):
+    """restorer._search / _finditer = TOKEN.search / TOKEN.finditer from any position, look-behind included."""
+    from proxy.pii.restorer import TOKEN, _finditer, _search
+    pos = min(pos, len(text))
+    a, b = _search(text, pos), TOKEN.search(text, pos)
+    assert (a and (a.span(), a.groups())) == (b and (b.span(), b.groups()))
+    assert [(m.span(), m.groups()) for m in _finditer(text, pos)] == [(m.span(), m.groups()) for m in TOKEN.finditer(text, pos)]
+
+
+def test_skip_ahead_search_edges():
+    from proxy.pii.restorer import TOKEN, _LEAD, _finditer
+    long_core = "A" * 63 + "_1"  # the longest group 2 whose "_" + digit sits farthest from its start
+    cases = ["<" + long_core + ">", "x <" + long_core + ">", "A" * 64 + "_1", "A_1_2_3 B_22", "_1" * 40,
+             "abc EMAIL_ADDRESS_1x EMAIL_ADDRESS_1 <EMAIL_ADDRESS_1", "word" * 30 + " <US_SSN_1>", "a_1" + "b" * (_LEAD + 3) + "_2"]
+    for text in cases:
+        for pos in range(len(text) + 1):
+            assert [m.span() for m in _finditer(text, pos)] == [m.span() for m in TOKEN.finditer(text, pos)], (text, pos)
