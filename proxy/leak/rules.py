@@ -10,7 +10,8 @@ from typing import Any, Iterable, Mapping
 from proxy.leak.fingerprint import FingerprintDetector, PromptFingerprint
 from proxy.leak.identifier import IdentifierIndex
 from proxy.leak.literal import trie_pattern, word_literals
-from proxy.leak.markup import ansi_alternatives, image_alternatives
+from proxy.leak.encoded import encoded_alternatives
+from proxy.leak.markup import ansi_alternatives, ansi_text_alternatives, image_alternatives, link_alternatives, xss_alternatives
 from proxy.leak.pattern import Alternative, AlternativeSet, Check, Compiled, PatternDetector
 from proxy.leak.scanner import Detector, SlotScanner, quick_searches
 from proxy.leak.secret import secret_alternatives
@@ -64,6 +65,7 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
     base_actions = {**DEFAULT_ACTIONS, **config.actions.given()}
     secrets = secret_alternatives([(p.name, p.regex, p.max_len, tuple(p.anchors)) for p in config.secrets.patterns],
                                   config.secrets.builtin)
+    encoded = encoded_alternatives()
     index = IdentifierIndex({
         tid: tuple(info.identifiers) + ((tid,) if config.cross_tenant.tenant_ids else ())
         for tid, info in tenants.items()
@@ -84,6 +86,9 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
         if on("secret"):
             alts += secrets[0]
             checks.update(secrets[1])
+            if config.secrets.builtin:  # base64 / hex / rot13 of the built-in key shapes
+                alts += encoded[0]
+                checks.update(encoded[1])
         if on("cross_tenant"):
             found = index.alternative_for(tid)
             if found is not None:
@@ -100,8 +105,16 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
             img, img_checks = image_alternatives(list(config.markdown_image.allow_hosts) + (list(own.allow_image_hosts) if own else []))
             alts += img
             checks.update(img_checks)
+        if on("markdown_link"):
+            links, link_checks = link_alternatives(list(config.markdown_image.allow_hosts) + (list(own.allow_image_hosts) if own else []))
+            alts += links
+            checks.update(link_checks)
+        if on("xss"):
+            alts += xss_alternatives()
         if on("ansi"):
             alts += ansi_alternatives()
+        if on("ansi_text"):
+            alts += ansi_text_alternatives()
         dets: list[Detector] = []
         if alts:
             groups = [a.group for a in alts]

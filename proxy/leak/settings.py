@@ -18,6 +18,9 @@ DEFAULT_ACTIONS: dict[str, str] = {
     "moderation": "block",
     "markdown_image": "redact",
     "ansi": "redact",
+    "markdown_link": "redact",
+    "xss": "redact",
+    "ansi_text": "redact",
     "overflow": "replace",  # a hold that outgrows max_hold_chars: replace or block, never redact
 }
 
@@ -49,6 +52,9 @@ class LeakActions(Strict):
     moderation: ActionName | None = None
     markdown_image: ActionName | None = None
     ansi: ActionName | None = None
+    markdown_link: ActionName | None = None
+    xss: ActionName | None = None
+    ansi_text: ActionName | None = None
     overflow: Literal["replace", "block"] | None = None
 
     def given(self) -> dict[str, str]:

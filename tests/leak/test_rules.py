@@ -22,7 +22,8 @@ def names(r) -> list[str]:
 
 def test_defaults_build_every_detector():
     r = rules(canaries=["ZEBRA-CANARY-42"], moderation={"terms": ["competitor x"]})
-    assert names(r["acme"]) == ["secret", "cross_tenant", "canary", "moderation", "markdown_image", "ansi"]
+    assert names(r["acme"]) == ["secret", "cross_tenant", "canary", "moderation", "markdown_image", "markdown_link", "xss", "ansi",
+                                "ansi_text"]
     assert len(r["acme"].detectors) == 1  # one detector, one anchor pass for all of them
     assert r["acme"].detectors[0]._set is r["globex"].detectors[0]._set  # compiled once, shared
     assert len(r["acme"].prints) == 1 and r["globex"].prints == ()
