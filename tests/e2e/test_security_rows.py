@@ -131,16 +131,19 @@ def _answer(proxy, text: str, stream: bool) -> str:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["body", "stream"])
 def test_i7_secret_in_the_answer_is_redacted_and_encoded_forms_are_the_documented_gap(make_proxy, stream):
-    """Plain secrets never reach the client. Known gap (docs/security-tests.md I7): the leak stage
-    matches secret shapes, so a base64/rot13/leet-encoded secret passes. If this starts failing
-    because encoded secrets are caught, move them to the caught list and update the doc."""
+    """Plain secrets never reach the client, nor base64-, hex- or rot13-encoded ones (the leak stage
+    decodes candidates, proxy/leak/encoded.py). Known gap (docs/security-tests.md I7): a leet-encoded
+    secret passes. If this starts failing because leet is caught, move it to the caught list and
+    update the doc."""
     proxy = make_proxy(pipeline=LEAK_PIPELINE)
     for secret in SECRETS:
         assert secret not in _answer(proxy, f"the key is {secret} ok", stream)
-        encoded = {"base64": base64.b64encode(secret.encode()).decode(), "rot13": codecs.encode(secret, "rot13"),
-                   "leet": "".join(LEET.get(c.lower(), c) for c in secret)}
-        for name, enc in encoded.items():
-            assert enc in _answer(proxy, f"the key is {enc} ok", stream), f"{name} is now caught: update the I7 gap list"
+        caught = {"base64": base64.b64encode(secret.encode()).decode(), "rot13": codecs.encode(secret, "rot13"),
+                  "hex": secret.encode().hex()}
+        for name, enc in caught.items():
+            assert enc not in _answer(proxy, f"the key is {enc} ok", stream), f"{name} passed"
+        leet = "".join(LEET.get(c.lower(), c) for c in secret)
+        assert leet in _answer(proxy, f"the key is {leet} ok", stream), "leet is now caught: update the I7 gap list"
 
 
 # ------------------------------------------------------------------ I4: an unterminated final frame
