@@ -144,8 +144,9 @@ def main() -> int:
     for n, size, gen, base, ver, rss in rows:
         print(f"{n:>9} {size / 1e6:>7.1f} {gen:>11.1f} {base:>11.2f} {ver:>9.2f} {ver / base:>6.1f} {n / ver:>8.0f} {rss / 1024:>12.1f}")
     small, big = rows[0][5], rows[1][5]
-    print(f"\npeak RSS {rows[1][0]} vs {rows[0][0]} records: {big / small:.2f}x (flat memory: ~1.0x); "
-          f"target: {rows[1][0]} records < 60 s -> {'PASS' if rows[1][4] < 60 else 'FAIL'}")
+    target = next((r for r in rows if r[0] == 100_000), None)  # the audit issue's target: 100,000 records < 60 s
+    print(f"\npeak RSS {rows[1][0]} vs {rows[0][0]} records: {big / small:.2f}x (flat memory: ~1.0x)"
+          + (f"; target: 100000 records < 60 s -> {'PASS' if target[4] < 60 else 'FAIL'}" if target else ""))
     ok = True
     for kind, at, wall, rss, code, msg in damaged:
         reported = code == 3 and (f":{at} " in msg or f"line {at} " in msg)
