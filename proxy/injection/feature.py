@@ -57,21 +57,23 @@ def _word_hashes(cps: np.ndarray) -> np.ndarray:
 
 _IS_WORD = np.array([97 <= c <= 122 or 48 <= c <= 57 or c == 39 or c >= 192 for c in range(256)])
 _INV_MULT = np.uint64(pow(0x100000001B3, -1, 1 << 64))  # _MULT is odd: it has an inverse mod 2**64
-_MPOW: np.ndarray = np.ones(1, dtype=np.uint64)  # _MULT ** k and its inverse, grown on demand (to 64k + 1)
-_MINV: np.ndarray = np.ones(1, dtype=np.uint64)
+# (_MULT ** k, _MULT ** -k) for k < len, grown on demand; one tuple, swapped whole, so a reader in
+# another thread never sees the powers of one size with the inverses of another.
+_POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
 
 
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(_MULT ** k, _MULT ** -k) for k < at least n, wrapping mod 2**64 (cumprod wraps too)."""
-    global _MPOW, _MINV
-    if len(_MPOW) < n:
-        size = max(n, 2 * len(_MPOW), 8192)
+    global _POWERS
+    powers = _POWERS
+    if len(powers[0]) < n:
+        size = max(n, 2 * len(powers[0]), 8192)
         with np.errstate(over="ignore"):
             p = np.cumprod(np.full(size, _MULT, dtype=np.uint64))
             q = np.cumprod(np.full(size, _INV_MULT, dtype=np.uint64))
-        _MPOW = np.concatenate((np.ones(1, dtype=np.uint64), p[:-1]))
-        _MINV = np.concatenate((np.ones(1, dtype=np.uint64), q[:-1]))
-    return _MPOW, _MINV
+        one = np.ones(1, dtype=np.uint64)
+        powers = _POWERS = (np.concatenate((one, p[:-1])), np.concatenate((one, q[:-1])))
+    return powers
 
 
 def _word_spans(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -125,3 +125,15 @@ def test_word_spans_equal_word_hashes():
         got, ref = _word_spans(cps), _word_spans_reference(cps)
         for g, r in zip(got, ref):
             assert np.array_equal(g, r), text
+
+
+def test_powers_and_inverse_powers_of_the_multiplier():
+    """_word_spans relies on M**k and M**-k mod 2**64 (M odd); the table grows on demand as one tuple."""
+    from proxy.injection import feature as f
+    m = int(f._MULT)
+    p, q = f._powers(20_000)
+    assert len(p) == len(q) >= 20_000
+    for k in (0, 1, 2, 31, 32, 4095, 4096, 8191, 19_999):
+        assert int(p[k]) == pow(m, k, 1 << 64)
+        assert int(p[k]) * int(q[k]) % (1 << 64) == 1
+    assert f._powers(10)[0] is f._powers(10)[0]  # no regrowth for a smaller need
