@@ -82,7 +82,8 @@ def _word_spans(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     A word's hash is sum c_k * M^min(k - start, 31). With P[i] = sum_(t < i) c_t * M^t (one
     cumulative sum, wrapping mod 2**64) a word of at most 32 characters is
     (P[end] - P[start]) * M^-start: M is odd, so it has an inverse mod 2**64. Longer words (the
-    exponent stops growing at 31) are hashed directly. About twice as fast as `_word_hashes`.
+    exponent stops growing at 31) add their tail as a plain sum times M^31. About twice as fast
+    as `_word_hashes`, and vectorised throughout (no Python step per word).
     """
     is_word = _IS_WORD[np.minimum(cps, 255)]  # the same mask as _word_hashes's comparisons, one lookup
     n = len(cps)
@@ -100,9 +101,16 @@ def _word_spans(cps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         prefix[0] = 0
         np.cumsum(cps * mpow[:n], out=prefix[1:])
         hashes = (prefix[ends] - prefix[starts]) * minv[starts]
-        long = np.flatnonzero(ends - starts > _MAX_WORD)
-        for k in long.tolist():
-            hashes[k] = _one_word(cps[starts[k]:ends[k]])
+        long = ends - starts > _MAX_WORD
+        if long.any():
+            # letters at offset >= _MAX_WORD - 1 all weigh M^31: the first 32 by the prefix sum,
+            # the rest by a plain sum times M^31 (vectorised: many long words cost no more)
+            sl, el = starts[long], ends[long]
+            plain_sum = np.empty(n + 1, dtype=np.uint64)
+            plain_sum[0] = 0
+            np.cumsum(cps, out=plain_sum[1:])
+            hashes[long] = ((prefix[sl + _MAX_WORD] - prefix[sl]) * minv[sl]
+                            + _POW[-1] * (plain_sum[el] - plain_sum[sl + _MAX_WORD]))
     return hashes, starts, ends
 
 
