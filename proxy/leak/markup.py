@@ -76,7 +76,8 @@ _MD_LINK = (r"(?<!!)\[[^\]\n]{0,512}\]\(\s{0,8}<?" + _URL + r">?(?:\s{1,8}(?:\"[
             r"|<(?P<auto>(?i:https?)://[^\s>]{1,2048})>")
 _XSS_TAGS = "script|iframe|frame|frameset|object|embed|applet|svg|math|style|meta|base|form|link|template|portal"
 _XSS = (r"(?i:<\s{0,4}(?:" + _XSS_TAGS + r")(?![a-z0-9-])[^>]{0,2048}>?"
-        r"|<[a-z][a-z0-9-]{0,30}(?:\s|/)[^>]{0,2048}?(?<=[\s/\"'])on[a-z]{3,30}\s{0,8}=[^>]{0,2048}>?)")
+        # no look-behind here: `regex` partial matching (the hold-back) does not see through one
+        r"|<[a-z][a-z0-9-]{0,30}(?:[\s/][^>]{0,2048}?)?[\s/\"']on[a-z]{3,30}\s{0,8}=[^>]{0,2048}>?)")
 _XSS_URL = r"(?i:(?<![a-z0-9])(?:java|vb)script\s{0,8}:|(?<![a-z0-9])data\s{0,4}:\s{0,4}text/html)"
 _ANSI_TEXT = (r"(?i:\\(?:x1b|u001b|u\{1b\}|0?33|e)(?:\[[0-?]{0,64}[ -/]{0,8}[@-~]?|\][^\n]{0,512}?(?:\\a|\\x07|\\u0007|\\x1b\\\\|\\033\\\\|$)))")
 

@@ -130,3 +130,22 @@ async def test_markup_lookalikes_pass_byte_identical_in_any_split(clean, cuts):
     ex = await started(chain)
     out, denied = await stream_through(chain, ex, sse(split(clean, cuts)))
     assert denied is None and client_text(out) == clean
+
+
+NEEDLES = ("evil.example", "onerror", "onload", "onclick", "onmouseover", "<script", "<SCRIPT", "<iframe", "<meta",
+           "javascript:", "JavaScript :", "vbscript:", "data:text/html", "\\x1b[", "\\u001b", "\\033[", "\\e[", "\\x1B]")
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_every_two_way_split_of_a_markup_attack(attack):
+    """Exhaustive over the cut point, scanner level (a partial match with a look-behind inside once
+    released the start of a tag with an on*= handler)."""
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+    rules = compile_rules(LeakConfig(type="leak"), {"acme": TenantInfo(None, ())})["acme"]
+    text = "Here you go:\n" + attack + "\nthanks"
+    for cut in range(len(text) + 1):
+        s = rules.scanner()
+        out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
+        assert out.startswith("Here you go:\n") and out.endswith("\nthanks"), cut
+        assert not [n for n in NEEDLES if n in attack and n in out], (cut, out)
