@@ -90,3 +90,17 @@ async def test_every_two_way_split_of_a_base64_key():
         ex = await started(chain)
         out, _ = await stream_through(chain, ex, sse(split(text, [cut])))
         assert client_text(out) == "b64: [REDACTED:secret].", cut
+
+
+@pytest.mark.parametrize("enc", sorted(ENCODINGS))
+def test_every_two_way_split_of_each_encoding(enc):
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+    rules = compile_rules(LeakConfig(type="leak"), {"acme": TenantInfo(None, ())})["acme"]
+    for key in (KEYS[0], KEYS[2]):
+        value = ENCODINGS[enc](key)
+        text = f"ok: {value} bye"
+        for cut in range(len(text) + 1):
+            s = rules.scanner()
+            out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
+            assert out == "ok: [REDACTED:secret] bye", (key, cut, out)
