@@ -173,3 +173,38 @@ async def test_finished_holds_leave_no_rows_behind_and_reclaimed_ids_expire(tmp_
     assert await led.db.write(rows) == [0, 0]
     assert await led.settle(lapsed, 5) is False  # past the keep window: not charged (documented)
     await led.close()
+
+
+def _balance_two_selects(conn: sqlite3.Connection, tenant: str, period: str) -> Balance:
+    """The balance as two plain SELECTs (the general form the one-statement _balance must equal)."""
+    u = conn.execute("SELECT spent, used FROM usage WHERE tenant = ? AND period = ?", (tenant, period)).fetchone()
+    h = conn.execute("SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(interactions), 0) FROM hold "
+                     "WHERE tenant = ? AND period = ?", (tenant, period)).fetchone()
+    return Balance(spent=u[0] if u else 0, held=h[0], used=u[1] if u else 0, held_interactions=h[1])
+
+
+def test_one_statement_balance_equals_two_selects(tmp_path):
+    """Differential: random usage rows and holds over tenants/periods, every (tenant, period) pair,
+    including ones with no usage row, no holds, zero spends and holds of other tenants or periods."""
+    import random
+
+    from proxy.budget.embedded_store import SCHEMA, _balance
+    conn = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    rng = random.Random(4)
+    tenants, periods = ["acme", "mercy", "zeta"], ["2026-11", "2026-12"]
+    for round_ in range(60):
+        conn.execute("DELETE FROM usage")
+        conn.execute("DELETE FROM hold")
+        for t in tenants:
+            for p in periods:
+                if rng.random() < 0.6:
+                    conn.execute("INSERT INTO usage VALUES (?, ?, ?, ?)", (t, p, rng.choice([0, 1, 10**9]), rng.randint(0, 5)))
+                for k in range(rng.choice([0, 0, 1, 3])):
+                    conn.execute("INSERT INTO hold VALUES (?, ?, ?, ?, ?, ?)",
+                                 (f"{round_}-{t}-{p}-{k}", t, p, rng.randint(0, 10**6), rng.randint(0, 3), 1e12))
+        for t in tenants + ["nobody"]:
+            for p in periods + ["2027-01"]:
+                assert _balance(conn, t, p) == _balance_two_selects(conn, t, p), (t, p)
