@@ -107,6 +107,7 @@ class InjectionStage(Stage):
         self.default_bands = config.bands_for(None)
         self.routes = frozenset(config.routes)
         self.histogram = services.metrics.injection_score
+        self._observers: dict[str, object] = {}  # carrier label -> histogram child (labels() costs more than observe())
 
     async def on_request(self, ex: Exchange) -> Deny | None:
         """Before the upstream call: enforce the length limit, score each non-system carrier,
@@ -131,7 +132,13 @@ class InjectionStage(Stage):
         worst: tuple[Score, Carrier] | None = None
         stripped = 0
         for c, text, s in zip(carriers, texts, scores):
-            self.histogram.labels(carrier=carrier_label(c)).observe(s.value)
+            label = carrier_label(c)
+            child = self._observers.get(label)
+            if child is None:
+                child = self.histogram.labels(carrier=label)
+                if len(self._observers) < 64:  # roles are validated upstream; bounded here anyway
+                    self._observers[label] = child
+            child.observe(s.value)
             if worst is None or s.value > worst[0].value:
                 worst = (s, c)
             clean, n = self.stripper.strip(text)
