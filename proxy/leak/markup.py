@@ -8,8 +8,11 @@ r"""Output that attacks the client rather than leaking a value (SECURITY_TESTS I
 - markdown_link: a link that carries data to a host not on the allowlist: an inline
   link `[x](https://evil/?q=<secret>)`, a reference definition `[id]: https://evil/#<secret>`
   (which also serves reference-style images `![x][id]`) or an autolink `<https://evil/?q=...>`,
-  whose URL has a query or a fragment. One click sends it; links without data, relative
-  links and allowlisted hosts pass. Bare URLs in prose are not judged.
+  whose URL carries data (a query or a fragment). One click sends it; links without data, relative
+  links and allowlisted hosts pass. Also "data": a `key=value` in the path or a path
+  segment of 32+ characters; and a link to a javascript:/vbscript:/data:text/html URL goes whole.
+  Bare URLs in prose are not judged, nor the outer link around an image (`[![a](img)](url)`:
+  the image is judged as an image).
 - xss: active markup a client that renders HTML would run: script/iframe/object/embed/
   svg/math/style/meta/base/form/link/frame tags, any tag with an on*= handler, and
   javascript:/vbscript: or data:text/html URLs (in a link or anywhere).
@@ -33,8 +36,9 @@ _HTML_IMAGE = r"(?i:<img\b[^>]{0,2048}>)"
 _HTML_SRC = regex.compile(r"""(?i)\bsrc\s*=\s*["']?([^"'\s>]+)""")
 
 _ANSI = (
-    ("osc", r"\x1b\][^\x07\x1b\x9c]{0,4096}(?:\x07|\x1b\\|\x9c)", 4100, ("\x1b]",)),  # OSC: title, hyperlinks
-    ("csi", r"(?:\x1b\[|\x9b)[0-?]{0,64}[ -/]{0,8}[@-~]", 80, ("\x1b[", "\x9b")),  # CSI: colours, cursor moves, erase
+    # OSC: title, hyperlinks; unterminated, only the introducer and its numeric parameters
+    ("osc", r"\x1b\](?:[^\x07\x1b\x9c]{0,4096}(?:\x07|\x1b\\|\x9c)|[0-9;]{0,16})", 4100, ("\x1b]",)),
+    ("csi", r"(?:\x1b\[|\x9b)[0-?]{0,64}[ -/]{0,8}[@-~]?", 80, ("\x1b[", "\x9b")),  # CSI: colours, cursor moves, erase
     ("esc", r"\x1b(?![\[\]])[ -/]{0,8}[0-~]?|[\x80-\x9f]", 10, ("\x1b",) + tuple(chr(c) for c in range(0x80, 0xA0))),  # C1 too
 )
 
@@ -71,15 +75,16 @@ def image_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternativ
 
 
 _URL = r"(?P<url>[^)\s>]{1,2048})"
-_MD_LINK = (r"(?<!!)\[[^\]\n]{0,512}\]\(\s{0,8}<?" + _URL + r">?(?:\s{1,8}(?:\"[^\"\n]{0,256}\"|'[^'\n]{0,256}'))?\s{0,8}\)"
+# Link text without "[": an image inside a link is markdown_image's.
+_MD_LINK = (r"(?<!!)\[[^\[\]\n]{0,512}\]\(\s{0,8}<?" + _URL + r">?(?:\s{1,8}(?:\"[^\"\n]{0,256}\"|'[^'\n]{0,256}'))?\s{0,8}\)"
             r"|(?m:(?<=^[ \t]{0,3}))\[[^\]\n]{1,512}\]:[ \t]{0,8}<?(?P<ref>[^\s>]{1,2048})>?"
             r"|<(?P<auto>(?i:https?)://[^\s>]{1,2048})>")
 _XSS_TAGS = "script|iframe|frame|frameset|object|embed|applet|svg|math|style|meta|base|form|link|template|portal"
-_XSS = (r"(?i:<\s{0,4}(?:" + _XSS_TAGS + r")(?![a-z0-9-])[^>]{0,2048}>?"
+_XSS = (r"(?i:<\s{0,4}/?\s{0,4}(?:" + _XSS_TAGS + r")(?![a-z0-9-])[^>]{0,2048}>?"
         # no look-behind here: `regex` partial matching (the hold-back) does not see through one
         r"|<[a-z][a-z0-9-]{0,30}(?:[\s/][^>]{0,2048}?)?[\s/\"']on[a-z]{3,30}\s{0,8}=[^>]{0,2048}>?)")
 _XSS_URL = r"(?i:(?<![a-z0-9])(?:java|vb)script\s{0,8}:|(?<![a-z0-9])data\s{0,4}:\s{0,4}text/html)"
-_ANSI_TEXT = (r"(?i:\\(?:x1b|u001b|u\{1b\}|0?33|e)(?:\[[0-?]{0,64}[ -/]{0,8}[@-~]?|\][^\n]{0,512}?(?:\\a|\\x07|\\u0007|\\x1b\\\\|\\033\\\\|$)))")
+_ANSI_TEXT = (r"(?i:\\(?:x9[bd]|u009[bd])[0-?;]{0,64}[ -/]{0,8}[@-~]?|\\(?:x1b|u001b|u\{1b\}|0?33|27|e)(?:\[[0-?]{0,64}[ -/]{0,8}[@-~]?|\][^\n]{0,512}?(?:\\a|\\x07|\\u0007|\\x1b\\\\|\\033\\\\|$)))")
 
 
 def link_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative], dict[str, Check]]:
@@ -89,14 +94,19 @@ def link_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative
     def carries_data(m) -> bool:
         url = m.group("url") or m.group("ref") or m.group("auto") or ""
         low = url.lower()
+        if low.replace(" ", "").startswith(("javascript:", "vbscript:", "data:text/html")):
+            return True  # the whole link goes (xss also marks the scheme)
         if not low.startswith(("http:", "https:", "//")):
-            return False  # relative, mailto:, anchors; javascript: is xss's
+            return False  # relative, mailto:, anchors
         host = _host(url)
         if host and (host in allowed or any(host.endswith("." + a) for a in allowed)):
             return False
         rest = url.split("?", 1)[1] if "?" in url else ""
         frag = url.split("#", 1)[1] if "#" in url else ""
-        return bool(rest.strip("&=") or frag)
+        path = url.split("//", 1)[-1].split("/", 1)[1] if "/" in url.split("//", 1)[-1] else ""
+        path = path.split("?", 1)[0].split("#", 1)[0]
+        # data in a query, a fragment, a key=value in the path, or a long opaque path segment
+        return bool(rest.strip("&=") or frag or "=" in path or any(len(seg) >= 32 for seg in path.split("/")))
 
     alts = [Alternative("markdown_link__markdown_link", "markdown_link", "markdown_link", _MD_LINK, 512 + 2048 + 300,
                         ("[", "<http"), False)]
@@ -111,7 +121,8 @@ def xss_alternatives() -> list[Alternative]:
 
 def ansi_text_alternatives() -> list[Alternative]:
     return [Alternative("ansi_text__ansi_text", "ansi_text", "ansi_text", _ANSI_TEXT, 600,
-                        ("\\x1b", "\\u001b", "\\u{1b}", "\\033", "\\33", "\\e"), False)]
+                        ("\\x1b", "\\u001b", "\\u{1b}", "\\033", "\\33", "\\27", "\\e", "\\x9b", "\\x9d", "\\u009b",
+                         "\\u009d"), False)]
 
 
 def ansi_alternatives() -> list[Alternative]:

