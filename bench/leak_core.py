@@ -6,7 +6,7 @@ bench.core measures the whole server (sockets, aiohttp, the other stages); this 
 only what the handler does per request after the upstream answered (handler.py:
 `chain.run_events` per upstream read, `encode_event`, `chain.run_end`) for the
 policy bench.core builds with `--stages leak`, with and without the leak stage, on the
-bytes the mock sends for bench.core's request (20 content chunks, ~150 characters;
+bytes the mock sends for bench.core's request (22 frames: role, 19 content chunks of ~150 characters, finish, [DONE];
 the JSON answer in one body). CPU time of this process (time.process_time), median of
 `--runs` runs of `--requests` requests each; "added" = with leak minus without, the
 number to hold against bench.core's budget (issue 5: within 20 % of the core stack's
