@@ -100,21 +100,13 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-# How long another thread may hold the GIL before the event loop's thread gets it back.
-GIL_SWITCH_S = 0.001
-
-
 def tune_gil() -> None:
-    """Give the GIL back to the event loop within 1 ms instead of CPython's 5 ms.
-
-    Background threads do Python work next to the loop: the audit writer (digests, JCS,
-    signatures), the budget ledger's SQLite thread, resolver and to_thread jobs. Each time
-    the loop's thread releases the GIL (a syscall, SQLite, a regex or tokenizer call in C),
-    a busy background thread takes it and keeps it for a whole switch interval: with many
-    such releases per request the loop lost up to 5 ms each time (the "convoy effect").
-    Measured in the 50-worker soak: loop-lag samples over 50 ms 37 -> 7 of ~1,100 with the
-    GC freeze on. Set RAMPARTS_GIL_SWITCH_S to another value (0: keep the interpreter's)."""
-    value = float(os.environ.get("RAMPARTS_GIL_SWITCH_S", GIL_SWITCH_S))
+    """Opt-in: RAMPARTS_GIL_SWITCH_S sets how long another thread may hold the GIL before the
+    event loop's thread gets it back (CPython's default: 5 ms). Busy background threads (audit
+    writer, SQLite, to_thread jobs) can keep the loop waiting that long each time it releases the
+    GIL; 1 ms was tried in the 50-worker soak and is NOT the default: one A/B pair looked better,
+    two later pairs showed no gain beyond the run-to-run noise (bench/RESULTS.md, H11)."""
+    value = float(os.environ.get("RAMPARTS_GIL_SWITCH_S") or 0)
     if value > 0:
         sys.setswitchinterval(value)
 
