@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import yaml
@@ -95,6 +95,9 @@ class Proc:
     popen: subprocess.Popen
     log: Path
     ops_port: int | None = None  # Ramparts: /metrics, for the time spent in proxy code
+    # Starts the same child again on fresh ports; only for children whose port nothing else was
+    # told about yet (see wait_listening). None: a failed bind ends the run.
+    respawn: Callable[[], "Proc"] | None = None
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -127,18 +130,55 @@ def spawn_ramparts(name: str, mock_port: int, stages: list[dict[str, Any]], tena
     (tmp / name).mkdir()
     policy_file = tmp / name / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(bench_policy(mock_port, stages, tenant_extra), sort_keys=False))
-    port, ops_port = free_port(), free_port()
-    proc = spawn(name, ["-m", "proxy.cli", "serve", "--policy", str(policy_file),
-                        "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{ops_port}",
-                        "--data-dir", str(tmp / name / "data"), "--log-level", "WARNING"], cpu, port, tmp, env)
-    proc.ops_port = ops_port
+
+    def start() -> Proc:
+        port, ops_port = free_port(), free_port()
+        proc = spawn(name, ["-m", "proxy.cli", "serve", "--policy", str(policy_file),
+                            "--listen", f"127.0.0.1:{port}", "--ops-listen", f"127.0.0.1:{ops_port}",
+                            "--data-dir", str(tmp / name / "data"), "--log-level", "WARNING"], cpu, port, tmp, env)
+        proc.ops_port, proc.respawn = ops_port, start
+        return proc
+
+    return start()
+
+
+def spawn_mock(cpu: int | None, tmp: Path, env: dict[str, str]) -> Proc:
+    """The mock provider, waited for: its port goes into every policy spawned after it."""
+    def start() -> Proc:
+        port = free_port()
+        proc = spawn("mock", ["-m", "proxy.cli", "mock-provider", "--listen", f"127.0.0.1:{port}", "--no-log-bodies"],
+                     cpu, port, tmp, env)
+        proc.respawn = start
+        return proc
+
+    proc = start()
+    wait_listening(proc)
     return proc
+
+
+def spawn_passthrough(mock_port: int, cpu: int | None, tmp: Path, env: dict[str, str]) -> Proc:
+    """The bare aiohttp pass-through (the floor) in front of the mock."""
+    def start() -> Proc:
+        port = free_port()
+        proc = spawn("passthrough", ["-m", "bench.passthrough", "--listen", f"127.0.0.1:{port}",
+                                     "--upstream", f"http://127.0.0.1:{mock_port}"], cpu, port, tmp, env)
+        proc.respawn = start
+        return proc
+
+    return start()
 
 
 def wait_listening(proc: Proc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
+    restarts = 0
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
+            if proc.respawn is not None and restarts < 3 and "address already in use" in proc.log.read_text():
+                # Another process took the port between free_port() and the child's bind.
+                restarts += 1
+                fresh = proc.respawn()
+                proc.port, proc.ops_port, proc.popen = fresh.port, fresh.ops_port, fresh.popen
+                continue
             raise SystemExit(f"bench.core: {proc.name} exited:\n{proc.log.read_text()[-3000:]}")
         try:
             socket.create_connection(("127.0.0.1", proc.port), 0.2).close()
@@ -302,12 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     procs: dict[str, Proc] = {}
     targets = ["direct", "passthrough", "ramparts"]
     try:
-        mock_port = free_port()
-        procs["mock"] = spawn("mock", ["-m", "proxy.cli", "mock-provider", "--listen", f"127.0.0.1:{mock_port}",
-                                       "--no-log-bodies"], load_cpu, mock_port, tmp, env)
-        port = free_port()
-        procs["passthrough"] = spawn("passthrough", ["-m", "bench.passthrough", "--listen", f"127.0.0.1:{port}",
-                                                     "--upstream", f"http://127.0.0.1:{mock_port}"], proxy_cpu, port, tmp, env)
+        procs["mock"] = spawn_mock(load_cpu, tmp, env)
+        mock_port = procs["mock"].port
+        procs["passthrough"] = spawn_passthrough(mock_port, proxy_cpu, tmp, env)
         variants = {"ramparts": ([], {})}
         if extra:
             variants["ramparts+" + ",".join(extra)] = extra_pipeline(extra, ROOT / args.stages_from)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.core import (ROOT, SECRET, SYSTEM, Proc, extra_pipeline, free_port, med, spawn, spawn_ramparts,
+from bench.core import (ROOT, SECRET, SYSTEM, Proc, extra_pipeline, med, spawn_mock, spawn_passthrough, spawn_ramparts,
                         wait_listening)
 from bench.load import ResponseError, build_request, run_load, smoke
 from proxy.devtoken import mint
@@ -256,13 +256,10 @@ def main(argv: list[str] | None = None) -> int:
            "RAMPARTS_BENCH_STAGE_SECRET": os.urandom(32).hex(), "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     procs: dict[str, Proc] = {}
     try:
-        mock_port = free_port()
-        procs["mock"] = spawn("mock", ["-m", "proxy.cli", "mock-provider", "--listen", f"127.0.0.1:{mock_port}",
-                                       "--no-log-bodies"], load_cpu, mock_port, tmp, env)
+        procs["mock"] = spawn_mock(load_cpu, tmp, env)
+        mock_port = procs["mock"].port
         procs["direct"] = procs["mock"]
-        port = free_port()
-        procs["passthrough"] = spawn("passthrough", ["-m", "bench.passthrough", "--listen", f"127.0.0.1:{port}",
-                                                     "--upstream", f"http://127.0.0.1:{mock_port}"], proxy_cpu, port, tmp, env)
+        procs["passthrough"] = spawn_passthrough(mock_port, proxy_cpu, tmp, env)
         variants: dict[str, list[str]] = {"core": [], "full": STAGES, **{f"+{s}": [s] for s in STAGES}}
         for name, stages in variants.items():
             entries, tenant_extra = extra_pipeline(stages, ROOT / "bench/stages.yaml") if stages else ([], {})
