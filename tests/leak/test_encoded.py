@@ -39,14 +39,19 @@ def test_every_built_in_key_start_is_covered():
     assert all(is_key(k) for k in KEYS + [PEM])
 
 
-@pytest.mark.parametrize("enc", sorted(ENCODINGS))
-@pytest.mark.parametrize("key", KEYS + [PEM])
+@pytest.mark.parametrize("enc,key", [(e, k) for e in sorted(ENCODINGS) for k in KEYS + [PEM]
+                                     if not (e == "rot13" and k == PEM)])
 def test_encoded_keys_are_found_whole(enc, key):
-    if enc == "rot13" and key == PEM:
-        pytest.skip("rot13 of a PEM header (with spaces) is not covered: documented in encoded.py")
     text = f"here it is: {ENCODINGS[enc](key)} - done"
     hits, _ = detector().scan(text, 0, final=True)
     assert [(h.kind, text[h.start:h.end]) for h in hits] == [(enc.split()[0].lower().replace("url", ""), ENCODINGS[enc](key))]
+
+
+def test_rot13_of_a_pem_header_is_the_documented_gap():
+    # rot13 of "-----BEGIN ... PRIVATE KEY-----" (with spaces) is not decoded (encoded.py says why);
+    # asserted so that closing the gap shows up here and in the README's list of limits.
+    text = f"here it is: {ENCODINGS['rot13'](PEM)} - done"
+    assert detector().scan(text, 0, final=True)[0] == []
 
 
 @pytest.mark.parametrize("text", [
