@@ -127,29 +127,25 @@ class Chain:
                     self._mark_denied(ex, s, e.deny)
                     raise
                 continue
-            out: list[Event] = []
-            for ev in events:
-                try:
-                    out.extend(await s.on_response_event(ex, ev))
-                except DenyError as e:
-                    e.passed = await self._outer(ex, stages[i + 1:], out)
-                    self._mark_denied(ex, s, e.deny)
-                    raise
-            events = out
+            events = await self._each(ex, s, stages[i + 1:], events)
         return events
+
+    async def _each(self, ex: Exchange, s: Stage, outer: tuple[Stage, ...], events: list[Event]) -> list[Event]:
+        """`events` through stage `s` one by one; on a deny, what `s` let through before it passes `outer`."""
+        out: list[Event] = []
+        for ev in events:
+            try:
+                out.extend(await s.on_response_event(ex, ev))
+            except DenyError as e:
+                e.passed = await self._outer(ex, outer, out)
+                self._mark_denied(ex, s, e.deny)
+                raise
+        return out
 
     async def _outer(self, ex: Exchange, stages: tuple[Stage, ...], events: list[Event]) -> list[Event]:
         """`events` through `stages` one by one (what a denying stage let through before its deny)."""
         for i, s in enumerate(stages):
-            out: list[Event] = []
-            for ev in events:
-                try:
-                    out.extend(await s.on_response_event(ex, ev))
-                except DenyError as e:
-                    e.passed = await self._outer(ex, stages[i + 1:], out)
-                    self._mark_denied(ex, s, e.deny)
-                    raise
-            events = out
+            events = await self._each(ex, s, stages[i + 1:], events)
         return events
 
     async def run_end(self, ex: Exchange) -> list[Event]:
