@@ -17,11 +17,14 @@ from proxy.leak.scanner import Scan, SlotScanner
 
 
 class LeakFlow:
-    __slots__ = ("rules", "prints", "cut", "newly_cut", "pending", "seconds")
+    __slots__ = ("rules", "prints", "cut", "newly_cut", "pending", "seconds", "editor")
 
     def __init__(self, rules: TenantRules, request_prints: Iterable[PromptFingerprint] = ()) -> None:
         self.rules = rules
         self.prints = tuple(request_prints)
+        # The stage's TextStreamEditor over `rewriter`, made at the first event that needs it (a
+        # whole answer judged clean in one pass never does).
+        self.editor = None
         self.cut: set[int] = set()  # choice indexes whose answer was replaced
         self.newly_cut: list[int] = []  # cut since the stage last looked
         self.pending: list[tuple[Hit, str]] = []  # hits since the stage last looked

@@ -119,6 +119,8 @@ class AlternativeSet:
 
 # Longer ASCII text looks for anchors with google-re2 (a DFA: ~1.5 us for 150 characters where the
 # `re` search with its per-position look-arounds takes ~7 us; for a few characters `re` is cheaper).
+# It is given the ASCII text as bytes (the same bytes re2 would search after encoding a str, without
+# the wrapper's str-to-byte offset bookkeeping: ~0.4 us less per search).
 _PRESENCE_CHARS = 64
 _PRESENCE_MAX_CHARS = 100_000  # anchors' total length up to which that search is built (1,000 tenants: ~60,000)
 
@@ -168,7 +170,8 @@ class PatternDetector:
         run = aset.always
         if not run and (aset.quiet_re is None or (
                 aset.quiet_re.search(text, start) is None if n - start <= _PRESENCE_CHARS or aset.presence is None
-                or not text.isascii() else aset.presence.search(text[start - 1:] if start else text) is None)):
+                or not text.isascii() else aset.presence.search(
+                    (text[start - 1:] if start else text).encode("ascii")) is None)):
             # Clean text (the common case): no anchor, so no pattern runs; only an anchor's
             # beginning at the very end is held.
             if not final and aset.prefix_re is not None:

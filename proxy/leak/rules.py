@@ -43,7 +43,7 @@ class TenantRules:
     # usually the one the app always sends, so its fingerprint detector is built once, not per slot.
     _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
-    def scanner(self, request_prints: Iterable[PromptFingerprint] = ()) -> SlotScanner:
+    def _build(self, request_prints: Iterable[PromptFingerprint]) -> tuple:
         prints = self.prints + tuple(request_prints)
         built = self._built.get(prints)
         if built is None:
@@ -54,7 +54,21 @@ class TenantRules:
             if len(self._built) >= _BUILT_PER_TENANT:
                 self._built.pop(next(iter(self._built)))  # the oldest
             self._built[prints] = built
+        return built
+
+    def scanner(self, request_prints: Iterable[PromptFingerprint] = ()) -> SlotScanner:
+        built = self._build(request_prints)
         return SlotScanner(built[0], self.actions, self.markers, built[1], built[2])
+
+    def is_clean(self, request_prints: Iterable[PromptFingerprint], text: str) -> bool:
+        """Whether a complete text passes untouched: what `scanner(request_prints).whole(text) == text`
+        says (no detector finds anything in it or holds any of it), without building a scanner."""
+        n = len(text)
+        for d in self._build(request_prints)[0]:
+            found, hold = d.scan(text, 0, True)
+            if found or hold < n:
+                return False
+        return True
 
 
 def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, TenantRules]:

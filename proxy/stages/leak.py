@@ -63,31 +63,41 @@ class LeakStage(Stage):
         self._prints = PrintCache(config.system_prompt)
         self._error_secrets = secret_detector([(p.name, p.regex, p.max_len, tuple(p.anchors)) for p in config.secrets.patterns])
         self._seconds = services.metrics.stage_seconds.labels(self.type)
+        self._sent_prompts = config.system_prompt.request
+        self._max_sent_chars = config.system_prompt.max_request_chars
 
     async def on_request(self, ex: Exchange) -> Deny | None:
-        """Fingerprint the system/developer messages the request sends (already pii-tokenized)."""
+        """Fingerprint the system/developer messages the request sends (already pii-tokenized).
+        The exchange's state is a LeakFlow; its TextStreamEditor is made at the first event that
+        needs one (_editor)."""
         rules = self._rules.get(ex.tenant_id or "")
         if rules is None or ex.route not in _TEXT_ROUTES or not isinstance(ex.body, dict):
             return None
-        prints = []
-        if self.config.system_prompt.request and rules.actions.get("system_prompt") != "off":
-            text = system_text(ex.route, ex.body)[: self.config.system_prompt.max_request_chars]
-            fp = await self._fingerprint(text) if text and not text.isspace() else None
-            if fp is not None:
-                prints.append(fp)
-        flow = LeakFlow(rules, prints)
-        ex.state[self.type] = (flow, TextStreamEditor(flow.rewriter))
+        prints = ()
+        if self._sent_prompts and rules.actions.get("system_prompt") != "off":
+            text = system_text(ex.route, ex.body)[: self._max_sent_chars]
+            if text and not text.isspace():
+                key = self._prints.key(text)
+                hit, fp = self._prints.cached(key)  # the usual case: the app's usual prompt, compiled before
+                if not hit:
+                    fp = await self._fingerprint(key, text)
+                if fp is not None:
+                    prints = (fp,)
+        ex.state[self.type] = LeakFlow(rules, prints)
         return None
 
-    async def _fingerprint(self, text: str):
-        """Cached; a long prompt seen for the first time is compiled off the event loop."""
-        key = self._prints.key(text)
-        hit, fp = self._prints.cached(key)
-        if hit:
-            return fp
+    async def _fingerprint(self, key, text: str):
+        """A prompt seen for the first time (cached after); a long one is compiled off the event loop."""
         fp = await asyncio.to_thread(self._prints.compile, text) if len(text) > _OFF_LOOP_CHARS else self._prints.compile(text)
         self._prints.put(key, fp)
         return fp
+
+    @staticmethod
+    def _editor(flow: LeakFlow) -> TextStreamEditor:
+        editor = flow.editor
+        if editor is None:
+            editor = flow.editor = TextStreamEditor(flow.rewriter)
+        return editor
 
     async def on_response_event(self, ex: Exchange, event: Event) -> list[Event]:
         """Scan the answer's text slots; emit only what no match may still need.
@@ -99,15 +109,14 @@ class LeakStage(Stage):
         if ex.response_status is not None and ex.response_status >= 400:
             self._scrub_error(ex, event)
             return [event]
-        state = ex.state.get(self.type)
-        if state is None:
+        flow = ex.state.get(self.type)
+        if flow is None:
             return [event]
-        flow, editor = state
         t = time.perf_counter()
         try:
             if event.kind == "body" and not flow.cut and _clean_body(flow, event.payload):
                 return [event]
-            out = editor.edit(event)
+            out = self._editor(flow).edit(event)
         except LeakBlocked as e:
             self._record(ex, flow)
             raise self._blocked(e) from None
@@ -129,14 +138,13 @@ class LeakStage(Stage):
             for ev in events:
                 out.extend(await self.on_response_event(ex, ev))
             return out
-        state = ex.state.get(self.type)
-        if state is None:
+        flow = ex.state.get(self.type)
+        if flow is None:
             return events
-        flow, editor = state
         t = time.perf_counter()
         out: list[Event] = []
         try:
-            done = editor.edit_many(events, out, flow.has_new_cut)
+            done = self._editor(flow).edit_many(events, out, flow.has_new_cut)
         except LeakBlocked as e:
             self._record(ex, flow)
             err = self._blocked(e)
@@ -156,25 +164,25 @@ class LeakStage(Stage):
 
     async def on_response_end(self, ex: Exchange) -> list[Event]:
         """The upstream ended (with or without [DONE]): judge and flush every held slot."""
-        state = ex.state.get(self.type)
-        if state is None:
+        flow = ex.state.get(self.type)
+        if flow is None:
             return []
-        flow, editor = state
         t = time.perf_counter()
         try:
-            return self._edit(ex, flow, editor.end, None)
+            # No editor: no event was fed to a slot (a whole answer judged clean), nothing to flush.
+            return self._edit(ex, flow, flow.editor.end, None) if flow.editor is not None else []
         finally:
             flow.seconds += time.perf_counter() - t
             self._observe(flow)
 
     def wants_complete(self, ex: Exchange) -> bool:
-        state = ex.state.get(self.type)
-        return state is not None and state[0].seconds > 0  # time not observed yet (the answer did not end)
+        flow = ex.state.get(self.type)
+        return flow is not None and flow.seconds > 0  # time not observed yet (the answer did not end)
 
     async def on_complete(self, ex: Exchange) -> None:
-        state = ex.state.get(self.type)
-        if state is not None:
-            self._observe(state[0])
+        flow = ex.state.get(self.type)
+        if flow is not None:
+            self._observe(flow)
 
     def _observe(self, flow: LeakFlow) -> None:
         """Once per exchange: the detection time of all its events (one histogram sample, not one per event)."""
@@ -203,7 +211,7 @@ class LeakStage(Stage):
         newly = flow.take_cut()
         earlier = flow.cut.difference(newly)
         kept: list[Event] = []
-        template = ex.state[self.type][1].template
+        template = flow.editor.template if flow.editor is not None else None
         for ev in out:
             payload = ev.payload
             if ev.kind == "body":
@@ -298,14 +306,12 @@ def lone_body_text(payload) -> str | None:
 
 
 def _clean_body(flow: LeakFlow, payload) -> bool:
-    """A whole answer with one text: judged in one final pass by a scanner of its own. True when
-    nothing is found (it goes out as it came, its bytes kept); otherwise the general path
-    scans it again from scratch with the slot's own scanner (this one leaves no trace)."""
+    """A whole answer with one text: judged in one final pass (TenantRules.is_clean, what a fresh
+    scanner's `whole` says). True when nothing is found (it goes out as it came, its bytes kept, no
+    editor is made); otherwise the general path scans it again from scratch with the slot's own
+    scanner (this pass leaves no trace)."""
     text = lone_body_text(payload)
-    if text is None:
-        return False
-    out = flow.rules.scanner(flow.prints).whole(text)
-    return out.__class__ is str and out == text
+    return text is not None and flow.rules.is_clean(flow.prints, text)
 
 
 STAGE = LeakStage

@@ -1,5 +1,6 @@
 import pytest
 from pydantic import ValidationError
+from hypothesis import given, settings, strategies as st
 
 from proxy.leak.rules import PrintCache, TenantInfo, compile_rules
 from proxy.leak.settings import LeakPromptSettings
@@ -87,3 +88,25 @@ def test_overflow_action_reaches_the_scanner():
     assert r["acme"].actions["overflow"] == "block"
     with pytest.raises(ValidationError):
         LeakConfig.model_validate({"type": "leak", "actions": {"overflow": "redact"}})
+
+
+# TenantRules.is_clean (the stage's whole-answer shortcut) against what a fresh scanner says.
+_BITS = ["hello", " ", "the", "sk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE", "ACME-1", "GLOBEX-2", "zebra-canary-42",
+         "![x](https://evil.example/p?q=1)", "\x1b[31m", "c2stcHJvai1BYjNkRTVnSDdqSzltTjFwUTNzVDV2Vzd5WjliQzFkRQ==",
+         "<script>", "İd", "é", "\n", "billing", "assistant", "never", "reveal", "discount", "matrix", "Initech",
+         "You are the Initech billing assistant.", "sk-", "AKI", "eyJ"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(bits=st.lists(st.sampled_from(_BITS), max_size=30), tenant=st.sampled_from(["acme", "globex"]),
+       sent=st.booleans())
+def test_is_clean_is_what_a_fresh_scanner_says(bits, tenant, sent):
+    r = _RULES_ALL[tenant]
+    prints = (_SENT,) if sent else ()
+    text = "".join(bits)
+    out = r.scanner(prints).whole(text)
+    assert r.is_clean(prints, text) == (out.__class__ is str and out == text)
+
+
+_RULES_ALL = compile_rules(LeakConfig.model_validate({"type": "leak", "canaries": ["ZEBRA-CANARY-42"]}), TENANTS)
+_SENT = PrintCache(LeakPromptSettings()).get("Act as the Zorblax onboarding guide and never reveal the discount matrix.")

@@ -319,9 +319,9 @@ async def test_long_sent_system_prompt_is_fingerprinted_off_loop_and_cached():
     s = stage()
     chain = Chain([s])
     ex = await started(chain, system=long_prompt)
-    assert len(ex.state["leak"][0].prints) == 1
+    assert len(ex.state["leak"].prints) == 1
     ex2 = await started(chain, system=long_prompt)
-    assert ex2.state["leak"][0].prints[0] is ex.state["leak"][0].prints[0]
+    assert ex2.state["leak"].prints[0] is ex.state["leak"].prints[0]
     out, _ = await stream_through(chain, ex2, sse(["here: ", " ".join(long_prompt.split()[300:340]), " end"]))
     assert client_text(out) == "here: " + MSG
 
@@ -558,3 +558,20 @@ async def test_clean_body_shortcut_decides_like_the_general_path(kind, action, b
         if shortcut and kind == "clean":
             assert kept == [True]  # a clean answer keeps its bytes
     assert results[0] == results[1]
+
+
+async def test_a_clean_whole_answer_makes_no_editor_and_keeps_its_bytes():
+    s = stage()
+    chain = Chain([s])
+    ex = await started(chain, stream=False)
+    raw = orjson.dumps(chat_body("hello there, the weather is nice"))
+    ev = Event(kind="body", data=raw.decode(), raw=raw)
+    out = await chain.run_event(ex, ev) + await chain.run_end(ex)
+    assert out == [ev] and out[0].raw is raw
+    assert ex.state["leak"].editor is None  # judged in one pass: no slot was opened
+    assert _seconds_samples(s) == 1 and not s.wants_complete(ex)
+    ex = await started(chain, stream=False)  # the same with a key: the editor path redacts it
+    ev = Event(kind="body", data=orjson.dumps(chat_body("here: " + KEY)).decode())
+    out = await chain.run_event(ex, ev) + await chain.run_end(ex)
+    assert ex.state["leak"].editor is not None
+    assert out[0].payload["choices"][0]["message"]["content"] == "here: [REDACTED:secret]"
