@@ -17,19 +17,12 @@ import math
 import re
 from typing import Iterable, Sequence
 
-import re2
-
 from proxy.leak.hit import Hit
-from proxy.leak.literal import trie_pattern
 
 _WORD = re.compile(r"[^\W_]+")
 # ASCII text: _WORD.findall(text.lower()) is text.translate(_ASCII_WORDS).split() (a word character
 # is an ASCII letter or digit, lowered; every other ASCII character separates), ~3x faster.
 _ASCII_WORDS = {i: (chr(i).lower() if chr(i).isalnum() else " ") for i in range(128)}
-_ASCII_WORD = re.compile(r"[a-z0-9]+")
-# FingerprintDetector's run search is built while the prompts' ASCII words total at most this many
-# characters (a system prompt of several hundred words; compiling it takes well under a millisecond).
-_RUN_SEARCH_MAX_CHARS = 8192
 MIN_WORDS = 4  # shorter prompts carry too little signal: use canaries for them
 
 Word = tuple[int, int, str]  # start, end, casefolded text
@@ -109,7 +102,7 @@ class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
     __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes", "_n", "_shingles", "_grams", "_all_grams",
-                 "_run", "_longest_gram", "quiet", "_run_search")
+                 "_run", "_longest_gram", "quiet")
 
     def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
         self.name = "system_prompt"
@@ -127,7 +120,6 @@ class FingerprintDetector:
         self._all_grams = frozenset().union(*(p.grams for p in self._prints))
         self._run = min((p.n for p in self._prints), default=1)
         self._longest_gram = max((p.n for p in self._prints), default=1) - 1
-        self._run_search = _run_search(self._vocab, self._run)
         # For SlotScanner's shortcut: searched over the new text alone (words start where the scan
         # starts); None means scan() would find nothing and hold nothing there.
         self.quiet = (self._busy, True)
@@ -148,10 +140,6 @@ class FingerprintDetector:
         seg = text[start:] if start else text
         if seg.isascii():
             # ASCII (the common case): casefold is lower, a word character is an ASCII letter or digit.
-            if final and self._run_search is not None and self._run_search.search(seg.encode("ascii").lower()) is None:
-                # A whole text without `_run` prompt words in a row: what the loop below decides
-                # (no shingle, no leak, nothing held at the end), in one DFA pass.
-                return [], n
             found = seg.translate(_ASCII_WORDS).split()
             if not found:
                 return [], n
@@ -219,18 +207,3 @@ class FingerprintDetector:
             hits.extend(Hit(self.name, "system_prompt", s, e) for s, e in spans)
             hold = min(hold, h)
         return hits, hold
-
-
-def _run_search(vocab: Iterable[str], run: int) -> "re2._Regexp | None":
-    """A search over lowered ASCII bytes that finds `run` consecutive words all in `vocab`, and
-    only such a run (a word: a maximal run of ASCII letters and digits; the words between two
-    words are separated by other characters only). None when the words are too many or none is
-    ASCII (the scan's loop decides then)."""
-    words = sorted(w for w in vocab if _ASCII_WORD.fullmatch(w))  # no other word can equal an ASCII text's word
-    if not words or run < 1 or sum(map(len, words)) > _RUN_SEARCH_MAX_CHARS:
-        return None
-    word = "(?:" + trie_pattern(words, escape=re.escape) + ")"
-    try:
-        return re2.compile(f"(?:^|[^a-z0-9]){word}(?:[^a-z0-9]+{word}){{{run - 1}}}(?:[^a-z0-9]|$)")
-    except re2.error:
-        return None

@@ -113,8 +113,8 @@ def test_fast_paths_equal_the_general_scan(prompts, parts, copy, cut, start, fin
     assert ([(h.start, h.end) for h in hits], hold) == _reference(prints, text, start, final)
 
 
-# The ASCII word split and the whole-text run search (FingerprintDetector.scan, final) against
-# their definitions: _WORD over the lowered text, and a loop over its words.
+# The ASCII word split (FingerprintDetector.scan and its shortcut) against its definition: _WORD
+# over the lowered text.
 @settings(max_examples=600, deadline=None)
 @given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
 def test_ascii_word_split_is_the_word_regex(text):
@@ -131,36 +131,3 @@ def test_ascii_word_split_for_every_pair_of_ascii_characters():
             text = chr(a) + "x" + chr(b)
             assert text.translate(_ASCII_WORDS).split() == _WORD.findall(text.lower())
 
-
-def _longest_run(vocab, text: str) -> int:
-    best = run = 0
-    for w in words_in(text):
-        run = run + 1 if w[2] in vocab else 0
-        best = max(best, run)
-    return best
-
-
-@settings(max_examples=600, deadline=None)
-@given(vocab=st.sets(st.sampled_from(_VOCAB + ["straße", "x1", "9"]), min_size=1),
-       parts=st.lists(st.tuples(st.sampled_from(_VOCAB + _OTHER + ["X1", "STRASSE", "Strasse"]), st.sampled_from(_SEP + [""])),
-                      max_size=30),
-       run=st.integers(1, 6))
-def test_run_search_finds_exactly_the_runs_of_prompt_words(vocab, parts, run):
-    from proxy.leak.fingerprint import _run_search
-
-    text = "".join(w + sep for w, sep in parts).encode("ascii", "ignore").decode()  # it is used on ASCII text only
-    vocab = {w.casefold() for w in vocab}
-    search = _run_search(vocab, run)
-    assert search is not None
-    assert (search.search(text.encode().lower()) is not None) == (_longest_run(vocab, text) >= run)
-
-
-def test_run_search_is_not_built_for_a_huge_vocabulary_and_the_scan_still_decides():
-    from proxy.leak.fingerprint import _run_search
-
-    words = [f"w{i}x" for i in range(3000)]
-    assert _run_search(set(words), 5) is None
-    d = FingerprintDetector([PromptFingerprint(" ".join(words))])
-    assert d._run_search is None
-    assert d.scan("a " + " ".join(words[10:40]) + " b", 0, final=True)[0]
-    assert d.scan("a w1x b w2x c", 0, final=True) == ([], 13)
