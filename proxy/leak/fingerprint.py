@@ -23,6 +23,8 @@ _WORD = re.compile(r"[^\W_]+")
 # ASCII text: _WORD.findall(text.lower()) is text.translate(_ASCII_WORDS).split() (a word character
 # is an ASCII letter or digit, lowered; every other ASCII character separates), ~3x faster.
 _ASCII_WORDS = {i: (chr(i).lower() if chr(i).isalnum() else " ") for i in range(128)}
+# The same over the ASCII text's bytes (bytes.translate and split run in C: ~2x faster again).
+_ASCII_BYTES = bytes(ord(chr(i).lower()) if i < 128 and chr(i).isalnum() else 32 for i in range(256))
 MIN_WORDS = 4  # shorter prompts carry too little signal: use canaries for them
 
 Word = tuple[int, int, str]  # start, end, casefolded text
@@ -102,7 +104,7 @@ class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
     __slots__ = ("name", "max_span", "_prints", "_vocab", "_prefixes", "_n", "_shingles", "_grams", "_all_grams",
-                 "_run", "_longest_gram", "quiet")
+                 "_run", "_longest_gram", "quiet", "_vocab_bytes")
 
     def __init__(self, prints: Iterable[PromptFingerprint]) -> None:
         self.name = "system_prompt"
@@ -120,6 +122,8 @@ class FingerprintDetector:
         self._all_grams = frozenset().union(*(p.grams for p in self._prints))
         self._run = min((p.n for p in self._prints), default=1)
         self._longest_gram = max((p.n for p in self._prints), default=1) - 1
+        # The ASCII prompt words as bytes (no other prompt word can equal a word of an ASCII text).
+        self._vocab_bytes = frozenset(w.encode("ascii") for w in self._vocab if w.isascii())
         # For SlotScanner's shortcut: searched over the new text alone (words start where the scan
         # starts); None means scan() would find nothing and hold nothing there.
         self.quiet = (self._busy, True)
@@ -138,7 +142,25 @@ class FingerprintDetector:
     def scan(self, text: str, start: int, final: bool) -> tuple[list[Hit], int]:
         n = len(text)
         seg = text[start:] if start else text
-        if seg.isascii():
+        if final and seg.isascii():
+            # The last scan of an ASCII text (a whole answer): nothing is held, so only whether `_run`
+            # prompt words come in a row matters (what the loop below decides), on the text's bytes.
+            words = seg.encode("ascii").translate(_ASCII_BYTES).split()
+            vocab = self._vocab_bytes
+            if not words or vocab.isdisjoint(words):
+                return [], n
+            run, need = 0, self._run
+            for w in words:
+                if w in vocab:
+                    run += 1
+                    if run >= need:
+                        break
+                else:
+                    run = 0
+            else:
+                return [], n
+            # `need` prompt words in a row: the general path below.
+        elif seg.isascii():
             # ASCII (the common case): casefold is lower, a word character is an ASCII letter or digit.
             found = seg.translate(_ASCII_WORDS).split()
             if not found:

@@ -131,3 +131,25 @@ def test_ascii_word_split_for_every_pair_of_ascii_characters():
             text = chr(a) + "x" + chr(b)
             assert text.translate(_ASCII_WORDS).split() == _WORD.findall(text.lower())
 
+
+
+def test_ascii_byte_split_for_every_pair_of_ascii_characters():
+    from proxy.leak.fingerprint import _ASCII_BYTES, _WORD
+
+    for a in range(128):
+        for b in range(128):
+            text = chr(a) + "x" + chr(b)
+            assert text.encode("ascii").translate(_ASCII_BYTES).split() == [w.encode() for w in _WORD.findall(text.lower())]
+
+
+@pytest.mark.parametrize("final", [True, False])
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_a_run_of_exactly_one_shingle_is_judged(k, final):
+    """A run of exactly `shingle` prompt words among other words is a leak when one shingle fills
+    the window: the fast paths must hand it to the general scan, not stop one word short."""
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"]
+    prints = [PromptFingerprint(" ".join(words), shingle=k, window=1, threshold=1.0)]
+    for text in ("zz " + " ".join(words[1:1 + k]) + " zz.", "ZZ, " + " ".join(words[:k]).upper() + "!"):
+        hits, hold = FingerprintDetector(prints).scan(text, 0, final)
+        assert ([(h.start, h.end) for h in hits], hold) == _reference(prints, text, 0, final)
+        assert len(hits) == 1
