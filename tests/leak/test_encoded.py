@@ -24,11 +24,24 @@ ENCODINGS = {
     "rot13": lambda s: codecs.encode(s, "rot13"),
 }
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq1"
+SAMPLE_PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq1\nd4e5f6==\n-----END RSA PRIVATE KEY-----"
 
 
 def detector():
     alts, checks = encoded_alternatives()
     return PatternDetector(alts, checks)
+
+
+def found(text):
+    """(kind, text) per hit, overlapping hits merged as the scanner merges them (the start-of-run and
+    the anywhere-in-the-run alternatives both find a key at the start of a run)."""
+    out = []
+    for h in sorted(detector().scan(text, 0, final=True)[0], key=lambda h: (h.start, -h.end)):
+        if out and h.start < out[-1][2]:
+            out[-1][2] = max(out[-1][2], h.end)
+        else:
+            out.append([h.kind, h.start, h.end])
+    return [(k, text[s:e]) for k, s, e in out]
 
 
 def test_every_built_in_key_start_is_covered():
@@ -43,15 +56,18 @@ def test_every_built_in_key_start_is_covered():
                                      if not (e == "rot13" and k == PEM)])
 def test_encoded_keys_are_found_whole(enc, key):
     text = f"here it is: {ENCODINGS[enc](key)} - done"
-    hits, _ = detector().scan(text, 0, final=True)
-    assert [(h.kind, text[h.start:h.end]) for h in hits] == [(enc.split()[0].lower().replace("url", ""), ENCODINGS[enc](key))]
+    assert found(text) == [(enc.split()[0].lower().replace("url", ""), ENCODINGS[enc](key))]
 
 
-def test_rot13_of_a_pem_header_is_the_documented_gap():
-    # rot13 of "-----BEGIN ... PRIVATE KEY-----" (with spaces) is not decoded (encoded.py says why);
-    # asserted so that closing the gap shows up here and in the README's list of limits.
-    text = f"here it is: {ENCODINGS['rot13'](PEM)} - done"
-    assert detector().scan(text, 0, final=True)[0] == []
+def test_rot13_of_a_pem_header_is_found():
+    # Was a documented gap (the header has spaces, the rot13 alternative's run does not): now its own
+    # alternative, header and body up to the END line (without one: as far as key material goes, as
+    # for a plain PEM block).
+    text = f"here it is: {ENCODINGS['rot13'](PEM)}\n\nDone."
+    [(kind, span)] = found(text)
+    assert kind == "rot13" and span.startswith(ENCODINGS["rot13"](PEM))
+    whole = ENCODINGS["rot13"](SAMPLE_PEM)
+    assert found(f"ok {whole} bye") == [("rot13", whole)]
 
 
 @pytest.mark.parametrize("text", [
@@ -109,3 +125,228 @@ def test_every_two_way_split_of_each_encoding(enc):
             s = rules.scanner()
             out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
             assert out == "ok: [REDACTED:secret] bye", (key, cut, out)
+
+
+# ---------------------------------------------------------------- a key inside a longer encoded text
+
+import random  # noqa: E402
+import re  # noqa: E402
+
+from proxy.leak.encoded import _ANCHORS_B64, _RUN, _b64_choices, inner_alternatives  # noqa: E402
+
+# text before the key: every length mod 3 (base64 alignment), a key always at a word start
+PROSE = ["Here is the config you asked for. ", "token: ", "The key is ", "{\"api_key\": \"", "export OPENAI_API_KEY=",
+         " ", "a ", "ab ", "abc: ", "Line one.\nLine two: ", ""]
+
+
+def _esc(kind):
+    return {
+        "\\x": lambda s: "".join(f"\\x{b:02x}" for b in s.encode()),
+        "\\X upper": lambda s: "".join(f"\\x{b:02X}" for b in s.encode()),
+        "\\u": lambda s: "".join(f"\\u{ord(c):04x}" for c in s),
+        "\\U": lambda s: "".join(f"\\U{ord(c):08x}" for c in s),
+        "\\u{}": lambda s: "".join(f"\\u{{{ord(c):x}}}" for c in s),
+        "&#": lambda s: "".join(f"&#{ord(c)};" for c in s),
+        "&#x": lambda s: "".join(f"&#x{ord(c):x};" for c in s),
+        "half": lambda s: "".join(f"\\x{ord(c):02x}" if i % 2 else c for i, c in enumerate(s)),  # every other one
+    }[kind]
+
+
+WRAPPED = {
+    "base64": lambda t: base64.b64encode(t.encode()).decode(),
+    "base64url": lambda t: base64.urlsafe_b64encode(t.encode()).decode().rstrip("="),
+    "mime76": lambda t: base64.encodebytes(t.encode()).decode().rstrip("\n"),
+    "pem64": lambda t: "\n".join(re.findall(".{1,64}", base64.b64encode(t.encode()).decode())),
+    "crlf76": lambda t: "\r\n".join(re.findall(".{1,76}", base64.b64encode(t.encode()).decode())),
+    "indented": lambda t: "\n    ".join(re.findall(".{1,64}", base64.b64encode(t.encode()).decode())),
+    "json\\n": lambda t: "\\n".join(re.findall(".{1,64}", base64.b64encode(t.encode()).decode())),
+    "hex": lambda t: t.encode().hex(),
+    "HEX": lambda t: t.encode().hex().upper(),
+    "rot13": lambda t: codecs.encode(t, "rot13"),
+    **{"esc " + k: _esc(k) for k in ("\\x", "\\X upper", "\\u", "\\U", "\\u{}", "&#", "&#x", "half")},
+}
+KIND = {k: ("base64" if k in ("base64", "base64url", "mime76", "pem64", "crlf76", "indented", "json\\n") else
+            "hex" if k in ("hex", "HEX") else "rot13" if k == "rot13" else "escaped") for k in WRAPPED}
+
+
+def _b64_lenient(chars):
+    chars = re.sub(r"[^A-Za-z0-9+/_\-]", "", chars)
+    chars = chars[: len(chars) // 4 * 4]
+    return base64.b64decode(chars.replace("-", "+").replace("_", "/")).decode("latin-1")
+
+
+def carries(text, key):
+    """Whether `text` still holds the middle of `key` in any encoding here (decoded at every phase)."""
+    mid = key[5:19]
+    views = [text, codecs.decode(text, "rot13"),
+             re.sub(r"\\x([0-9a-fA-F]{2})|\\u\{([0-9a-f]+)\}|\\U([0-9a-f]{8})|\\u([0-9a-f]{4})|&#x([0-9a-f]+);|&#([0-9]+);",
+                    lambda m: chr(int(next(g for g in m.groups() if g), 10 if m.group(6) else 16)), text)]
+    for run in re.findall(r"(?:[A-Za-z0-9+/_\-]|\r?\n[ \t]*|\\n)+", text):
+        run = run.replace("\\n", "")
+        for p in range(4):
+            views.append(_b64_lenient(run[p:]))
+    for run in re.findall(r"[0-9A-Fa-f]+", text):
+        for p in range(2):
+            views.append(bytes.fromhex(run[p:][: len(run[p:]) // 2 * 2]).decode("latin-1"))
+    return any(mid in v for v in views)
+
+
+def rules():
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+    return compile_rules(LeakConfig(type="leak"), {"acme": TenantInfo(None, ())})["acme"]
+
+
+RULES = rules()
+
+
+def whole(text):
+    out = RULES.scanner().whole(text)
+    return out if isinstance(out, str) else out.text
+
+
+def test_the_carries_check_sees_every_planted_form():
+    # the oracle of the tests below: it must see the key in every form it is planted in
+    for name, enc in WRAPPED.items():
+        for pre in PROSE:
+            assert carries("x " + enc(pre + KEYS[2] + " thanks") + " y", KEYS[2]), (name, pre)
+
+
+def test_each_alignment_has_anchors_given_by_the_key_start_alone():
+    # every anchor is the base64 of the key start at its alignment (a partly given character: one of
+    # its possible values), so it is in the base64 of any text holding the key start there
+    assert {(s, a) for _, a, _, s in _ANCHORS_B64} == {(s, a) for s in KEY_STARTS for a in range(3)}
+    for anchor, a, k, s in _ANCHORS_B64:
+        choices = dict(_b64_choices(s.encode(), a))
+        assert len(anchor) >= 3 and all(c in choices[k + i] for i, c in enumerate(anchor)), (anchor, s, a)
+        for pad in (b"", b"x", b"xy", b"The key is "):
+            if len(pad) % 3 == a:
+                enc = base64.b64encode(pad + s.encode() + b"0123456789").decode()
+                assert anchor in enc or any(anchor[:1] + v + anchor[2:] in enc for v in choices[k + 1]) or (
+                    anchor[:-1] in enc), (anchor, s, pad)
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPED))
+@pytest.mark.parametrize("key", KEYS + [SAMPLE_PEM])
+def test_a_key_inside_a_longer_encoded_text_is_found(name, key):
+    if name == "rot13" and key == SAMPLE_PEM:
+        key = SAMPLE_PEM  # rot13 of prose with a PEM block: the rot13_pem alternative
+    for pre in PROSE:
+        if key == SAMPLE_PEM and name.startswith("esc"):
+            continue  # escaped PEM blocks are not covered (spaces and line breaks end an escape run)
+        enc = WRAPPED[name](pre + key + "\nThat is all, thanks.")
+        text = f"Sure:\n{enc}\n\nAnything else?"
+        kinds = {k for k, _ in found(text)}
+        assert KIND[name] in kinds, (pre, kinds)
+        out = whole(text)
+        assert not carries(out, key) and out.startswith("Sure:\n") and out.endswith("Anything else?"), (pre, out)
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(sorted(WRAPPED)), key=st.sampled_from(KEYS),
+       pre=st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789.,:;=\"'\n", max_size=60),
+       post=st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABC0123456789.,:;\n", max_size=60),
+       cuts=st.lists(st.integers(min_value=0, max_value=100_000), max_size=40),
+       sizes=st.lists(st.integers(min_value=0, max_value=12), max_size=4),
+       action=st.sampled_from(["redact", "replace", "block"]))
+async def test_a_key_at_any_place_in_an_encoded_text_never_reaches_the_client(name, key, pre, post, cuts, sizes, action):
+    """The key at a random place (any byte offset, so any base64 alignment) inside encoded prose,
+    the stream cut into events at random places and grouped into reads of any sizes."""
+    pre = pre + " " if pre and pre[-1].isalnum() else pre  # a key starts a word (else it is not a key)
+    value = WRAPPED[name](pre + key + " " + post)
+    text = f"Encoded as asked:\n{value}\nAnything else?"
+    for run in (stream_through, lambda c, e, evs: reads_through(c, e, evs, sizes)):
+        chain = Chain([stage(actions={"secret": action})])
+        ex = await started(chain)
+        out, denied = await run(chain, ex, sse(split(text, cuts)))
+        got = client_text(out)
+        assert not carries(got, key)
+        assert (denied is not None) == (action == "block")
+        if action == "redact":
+            assert got.startswith("Encoded as asked:\n") and got.endswith("Anything else?") and "[REDACTED:secret]" in got
+        assert any(d.detail.get("kind") == KIND[name] for d in ex.decisions)
+
+
+@pytest.mark.parametrize("name", ["base64", "mime76", "pem64", "crlf76", "hex", "esc \\x", "esc &#"])
+def test_every_two_way_split_of_a_key_inside_encoded_text(name):
+    # each base64 alignment (0, 1, 2 bytes of text before the key, and a longer text)
+    for pre in ("", "a ", "ab ", "The key is: "):
+        value = WRAPPED[name](pre + KEYS[2] + " ok")
+        text = f"ok: {value} bye"
+        for cut in range(len(text) + 1):
+            s = RULES.scanner()
+            out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
+            assert not carries(out, KEYS[2]) and out.startswith("ok: ") and out.endswith(" bye"), (pre, cut, out)
+
+
+def test_a_line_break_inside_the_anchor_itself():
+    # the wrapping falls inside the encoded key start: every split point of every alignment's anchor
+    for pre in ("", "a ", "ab "):
+        enc = base64.b64encode((pre + KEYS[2] + " thanks").encode()).decode()
+        for at in range(1, 16):
+            text = "ok: " + enc[:at] + "\n" + enc[at:] + "\nbye"
+            assert not carries(whole(text), KEYS[2]), (pre, at)
+
+
+RNG = random.Random(5)
+CLEAN_ENCODED = [
+    base64.b64encode(b"The quarterly report is due on Friday; the finance team needs the final figures by noon.").decode(),
+    base64.encodebytes(b"task-management-system-version-2 and risk-assessment-framework-2024 and disk-cleanup-utility-v3"
+                       b" plus the ask-me-anything-session-notes-2025 " * 4).decode(),
+    "\n".join(re.findall(".{1,64}", base64.b64encode(bytes(RNG.randrange(256) for _ in range(3000))).decode())),
+    base64.b64encode(bytes(RNG.randrange(256) for _ in range(2000))).decode(),
+    "sha256:" + "".join(RNG.choice("0123456789abcdef") for _ in range(64)),
+    bytes(RNG.randrange(256) for _ in range(400)).hex(),
+    "The bytes 736b2d and 414b4941 are just hex.",
+    'printf "\\x48\\x65\\x6c\\x6c\\x6f, \\x77\\x6f\\x72\\x6c\\x64\\n"',
+    "It&#8217;s here &#x2014; see &#169; 2024, R&amp;D and Q&A, AT&T.",
+    "\\u0048\\u0065\\u006c\\u006c\\u006f \\u{1F600}",
+    "Please summarise this note in one sentence: the quarterly report is due on Friday.",
+]
+
+
+@pytest.mark.parametrize("text", CLEAN_ENCODED)
+def test_clean_encoded_text_passes_byte_identical(text):
+    assert found(text) == []
+    assert whole(text) == text
+    for cuts in ([], [7], [1, 2, 3, 64, 65, 77, 300], list(range(0, len(text), 5))):
+        s = RULES.scanner()
+        out = "".join(s.feed(p).text for p in split(text, cuts)) + s.finish().text
+        assert out == text, cuts
+
+
+def test_the_first_byte_of_a_clean_stream_leaves_with_the_first_event():
+    """TTFT: the new detectors (a key anywhere in an encoded run, escapes, rot13 PEM) never hold the first
+    byte of a typical first event; at most its last few characters wait for the next event (those
+    that may begin an anchor). The other detectors' holds are unchanged (their own tests)."""
+    inner = PatternDetector(*inner_alternatives())
+    firsts = ["Sure", "Sure! Here", "Hello", "The answer", "I", "A", "I think", "Yes,", "Certainly. The", "Here is the base64:",
+              "Of course", "No", "Well, ", "The doc", "In general", "Below", "Let", "Absolutely", "Great", "Fine", "Ok", "Hi",
+              "Lol", "Fun", "Dad", "Bob", "Jazz", "Ze", "10", "OK, so"]
+    for first in firsts:
+        hits, hold = inner.scan(first, 0, final=False)
+        assert hits == [] and hold >= 1 and len(first) - hold <= 3, (first, hold)
+    # the cost, said plainly: an event that is wholly the beginning of an anchor waits for the next one
+    # ("Nah": base64 of "ghp_" two bytes into a group is "naHBf"; "4": "4b3hiL" for xoxb-, 7362... hex)
+    assert inner.scan("Nah", 0, final=False) == ([], 0) and inner.scan("4", 0, final=False) == ([], 0)
+    # the whole rule set: the first byte of each goes out with it (or was held before these detectors too)
+    held_before = {"A", "No"}  # word anchors: "a" begins api/access/auth/AKIA..., "No" the rot13 of ABIA (NOVN)
+    for first in firsts:
+        out = RULES.scanner().feed(first).text
+        assert first.startswith(out) and (out[:1] == first[:1] or first in held_before), (first, out)
+
+
+def test_a_held_candidate_is_bounded_and_released_identical():
+    # a clean base64 blob that starts with an anchor: held while it goes on (bounded by the cap), then
+    # judged and released unchanged
+    blob = "c2st" + base64.b64encode(bytes(RNG.randrange(256) for _ in range(30_000))).decode()
+    alt = {a.group: a for a in inner_alternatives()[0]}
+    bound = max(a.max_len for a in alt.values())
+    assert alt["secret__base64_inner"].max_len < RULES.max_hold and bound < RULES.max_hold
+    s = RULES.scanner()
+    out, most = [], 0
+    for p in split(blob, list(range(0, len(blob), 7))):
+        out.append(s.feed(p).text)
+        most = max(most, len(s.held))
+    out.append(s.finish().text)
+    assert "".join(out) == blob and most <= _RUN * 2 + 64, most
