@@ -116,7 +116,7 @@ class LeakStage(Stage):
         try:
             if event.kind == "body" and not flow.cut and _clean_body(flow, event.payload):
                 return [event]
-            out = self._editor(flow).edit(event)
+            out = (flow.editor or self._editor(flow)).edit(event)
         except LeakBlocked as e:
             self._record(ex, flow)
             raise self._blocked(e) from None
@@ -144,7 +144,7 @@ class LeakStage(Stage):
         t = time.perf_counter()
         out: list[Event] = []
         try:
-            done = self._editor(flow).edit_many(events, out, flow.has_new_cut)
+            done = (flow.editor or self._editor(flow)).edit_many(events, out, flow.has_new_cut)
         except LeakBlocked as e:
             self._record(ex, flow)
             err = self._blocked(e)
