@@ -15,7 +15,15 @@ r"""Output that attacks the client rather than leaking a value (SECURITY_TESTS I
   the image is judged as an image).
 - xss: active markup a client that renders HTML would run: script/iframe/object/embed/
   svg/math/style/meta/base/form/link/frame tags, any tag with an on*= handler, and
-  javascript:/vbscript: or data:text/html URLs (in a link or anywhere).
+  javascript:/vbscript: or data:text/html URLs (in a link or anywhere), also written with HTML
+  character references (`&#106;avascript:`, `&#x6A;`, `&#0000106`, `javascript&colon;`,
+  `jav&#x09;ascript:`), which an HTML or CommonMark renderer decodes in an attribute or a link
+  destination (a browser also drops tabs and line breaks in a URL). Only text with a `&` is decoded:
+  the `&` is the anchor, so clean text without one costs nothing more.
+
+Link and image URLs are read the way the renderer reads them: character references decoded
+(only when the URL holds a `&`), tabs and line breaks dropped, leading spaces and control
+characters stripped, before the scheme and the host are judged.
 - ansi_text: escape sequences written as text (`\x1b[31m`, `\u001b[`, `\033[`, `\e[`, and
   `\x1b]`/`\u001b]` OSC), which a client that unescapes text (echo -e, printf, a JSON or
   Python string literal) turns into real ones.
@@ -23,6 +31,8 @@ r"""Output that attacks the client rather than leaking a value (SECURITY_TESTS I
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Iterable
 from urllib.parse import urlsplit
 
@@ -41,6 +51,17 @@ _ANSI = (
     ("csi", r"(?:\x1b\[|\x9b)[0-?]{0,64}[ -/]{0,8}[@-~]?", 80, ("\x1b[", "\x9b")),  # CSI: colours, cursor moves, erase
     ("esc", r"\x1b(?![\[\]])[ -/]{0,8}[0-~]?|[\x80-\x9f]", 10, ("\x1b",) + tuple(chr(c) for c in range(0x80, 0xA0))),  # C1 too
 )
+
+
+_URL_DROP = str.maketrans("", "", "\t\n\r")
+
+
+def rendered_url(url: str) -> str:
+    """A link or image URL as the renderer reads it: character references decoded (only if the URL
+    has a `&`), ASCII tabs and line breaks dropped, leading C0 controls and spaces stripped."""
+    if "&" in url:
+        url = html.unescape(url)
+    return url.translate(_URL_DROP).lstrip("".join(map(chr, range(0x21))))
 
 
 def _host(url: str) -> str:
@@ -63,15 +84,15 @@ def image_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternativ
         return not host or (host not in allowed and not any(host.endswith("." + a) for a in allowed))
 
     def markdown(m) -> bool:
-        return external(m.group("url"))
+        return external(rendered_url(m.group("url")))
 
-    def html(m) -> bool:
+    def html_img(m) -> bool:
         src = _HTML_SRC.search(m.group())
-        return external(src.group(1) if src else "")
+        return external(rendered_url(src.group(1)) if src else "")
 
     alts = [Alternative("markdown_image__markdown_image", "markdown_image", "markdown_image", _MD_IMAGE, 512 + 2048 + 300, ("![",), False),
             Alternative("markdown_image__html_image", "markdown_image", "html_image", _HTML_IMAGE, 2100, ("<img",), False)]
-    return alts, {alts[0].group: markdown, alts[1].group: html}
+    return alts, {alts[0].group: markdown, alts[1].group: html_img}
 
 
 _URL = r"(?P<url>[^)\s>]{1,2048})"
@@ -92,7 +113,7 @@ def link_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative
     allowed = frozenset(h.lower() for h in allow_hosts)
 
     def carries_data(m) -> bool:
-        url = m.group("url") or m.group("ref") or m.group("auto") or ""
+        url = rendered_url(m.group("url") or m.group("ref") or m.group("auto") or "")
         low = url.lower()
         if low.replace(" ", "").startswith(("javascript:", "vbscript:", "data:text/html")):
             return True  # the whole link goes (xss also marks the scheme)
@@ -113,10 +134,47 @@ def link_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative
     return alts, {alts[0].group: carries_data}
 
 
+# A scheme written with character references, matched from its first "&" (the anchor: text without
+# one costs nothing more). Each character of the scheme may be itself or a reference to it (decimal
+# or hex, up to 32 leading zeros, ";" optional as browsers allow; ":" "/" "." also by name), with
+# tabs and line breaks between (raw or as references: a browser drops them); the letters before the
+# first "&" must be the scheme's beginning at a word start (look-behind: they are complete text).
+_ZEROS = "0{0,32}"
+_WS = r"(?:[\t\n\r]|&Tab;|&NewLine;|&#" + _ZEROS + r"(?:9|1[03]);?|&#x" + _ZEROS + r"[9ad];?){0,4}"
+_NAMED = {":": "colon", "/": "sol", ".": "period"}
+
+
+def _ref(c: str) -> str:
+    code = ord(c.lower())
+    alts = [f"&#{_ZEROS}{code};?", f"&#x{_ZEROS}{code:x};?"]
+    if c.isalpha():  # the upper-case letter's reference too (the scheme is case-insensitive)
+        alts += [f"&#{_ZEROS}{ord(c.upper())};?", f"&#x{_ZEROS}{ord(c.upper()):x};?"]
+    if c in _NAMED:
+        alts.append(f"&{_NAMED[c]};")
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _scheme_refs(scheme: str) -> str:
+    parts = []
+    for i in range(len(scheme)):
+        before = r"[\t\n\r]{0,4}".join(re.escape(c) for c in scheme[:i])
+        rest = "".join(_WS + "(?:" + re.escape(c) + "|" + _ref(c) + ")" for c in scheme[i + 1:])
+        # the first "&" is a reference to scheme[i], or a tab/line break reference before it
+        first = "(?:" + _ref(scheme[i]) + "|" + r"(?=&)" + _WS + "(?:" + re.escape(scheme[i]) + "|" + _ref(scheme[i]) + "))"
+        parts.append(r"(?<=(?:^|[^a-z0-9+.\-])" + before + ")" + r"(?=&)" + first + rest)
+    return "|".join(parts)
+
+
+_ENTITY_URL = "(?i:" + "|".join(_scheme_refs(s) for s in ("javascript:", "vbscript:", "data:text/html")) + ")"
+_ENTITY_MAX = 14 * (5 * 40)
+
+
 def xss_alternatives() -> list[Alternative]:
-    # Tags anchor on "<" anywhere; script URLs on their scheme at a word start (fewer hold-backs).
+    # Tags anchor on "<" anywhere; script URLs on their scheme at a word start (fewer hold-backs);
+    # schemes written with character references on their "&".
     return [Alternative("xss__markup", "xss", "markup", _XSS, 4200, ("<",), False),
-            Alternative("xss__script_url", "xss", "script_url", _XSS_URL, 40, ("javascript", "vbscript", "data"), True)]
+            Alternative("xss__script_url", "xss", "script_url", _XSS_URL, 40, ("javascript", "vbscript", "data"), True),
+            Alternative("xss__entity_url", "xss", "script_url", _ENTITY_URL, _ENTITY_MAX, ("&",), False)]
 
 
 def ansi_text_alternatives() -> list[Alternative]:

@@ -89,6 +89,21 @@ ATTACKS = {
     "raw \x1b]": "osc",
     "\\x1B]8;;https://evil.example\\x07click\\x1b]8;;\\x07": "ansi_text",
     "\\u001b]0;title\\u0007": "ansi_text",
+    # schemes written with HTML character references (decoded by an HTML or CommonMark renderer)
+    "<a href=\"&#106;avascript:alert(1)\">x</a>": "script_url",
+    "<a href='&#x6A;avascript:alert(1)'>x</a>": "script_url",
+    "<a href=\"&#X6a;AvAsCrIpT:alert(1)\">": "script_url",
+    "<a href=\"&#0000106;&#0000097;&#0000118;&#0000097;&#0000115;&#0000099;&#0000114;&#0000105;&#0000112;&#0000116;&#0000058;alert(1)\">": "script_url",
+    "<a href=\"&#106&#97&#118&#97&#115&#99&#114&#105&#112&#116&#58alert(1)\">": "script_url",  # no ";": browsers take it
+    "<a href=\"javascript&colon;alert(1)\">": "script_url",
+    "<a href=\"jav&#x09;ascript:alert(1)\">": "script_url",  # a tab: browsers drop it
+    "<a href=\"jav&Tab;ascript&#x3A;alert(1)\">": "script_url",
+    "<a href=\"vb&#115;cript:msgbox(1)\">": "script_url",
+    "<iframe src=\"&#100;ata:text/html,<b>x</b>\">": "markup",
+    "<a href=\"&#100;ata:text/html;base64,PHNjcmlwdD4=\">": "script_url",
+    "[x](&#106;avascript:alert(1))": "markdown_link",  # CommonMark decodes references in a destination
+    "[x](&#x6a;avascript&#x3a;alert(1))": "markdown_link",
+    "[x](javascript&colon;alert(1))": "markdown_link",
 }
 CLEAN = [
     "[the docs](https://docs.acme.com/guide?page=2)",  # allowlisted host
@@ -100,6 +115,10 @@ CLEAN = [
     "the metadata, a database: text/plain, javascripts and data: text/csv",
     "\\emph{x} and \\n and C:\\033 folder? no: C:\\users",
     "options [1] and [2]: pick one",
+    "R&amp;D and Q&A at AT&T: &lt;b&gt; is bold, &copy; 2024 &#8212; it&#8217;s fine",
+    "x&#106;avascript: is not a scheme (a letter before it), nor &#106;ava script: with a space",
+    "[the docs](https://docs.acme.com/g?x=1&amp;y=2)",  # allowlisted host, a reference in the query
+    "the script: section and the data: text block",
 ]
 
 
@@ -140,7 +159,8 @@ async def test_markup_lookalikes_pass_byte_identical_in_any_split(clean, cuts):
     assert denied is None and client_text(out) == clean
 
 
-NEEDLES = ("evil.example", "onerror", "onload", "onclick", "onmouseover", "<script", "<SCRIPT", "<iframe", "<meta",
+NEEDLES = ("evil.example", "&#106;", "&#x6A;", "&#X6a;", "&#0000106;", "&#106&", "&colon;", "&#x09;", "&Tab;", "&#115;",
+           "&#100;", "&#x6a;", "onerror", "onload", "onclick", "onmouseover", "<script", "<SCRIPT", "<iframe", "<meta",
            "javascript:", "JavaScript :", "vbscript:", "data:text/html", "\\x1b[", "\\u001b", "\\033[", "\\e[", "\\x1B]",
            "nbml=", "q=[NUM]", "aGVsbG8", "</script>", "\\27[", "\\x9b", "\\x9d", "\x1b[", "\x1b]")
 
@@ -158,3 +178,31 @@ def test_every_two_way_split_of_a_markup_attack(attack):
         out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
         assert out.startswith("Here you go:\n") and out.endswith("\nthanks"), cut
         assert not [n for n in NEEDLES if n in attack and n in out], (cut, out)
+
+
+@pytest.mark.parametrize("url,external", [
+    ("https://docs.acme.com/p.png", False),
+    ("https://evil.example&#47;@docs.acme.com/p.png", True),  # decoded: the host is evil.example
+    ("https://evil.example&sol;@docs.acme.com/p.png", True),
+    ("\thttps://docs.acme.com/x.png", False),
+    ("https://docs.acme.com&#64;evil.example/x.png", True),
+])
+def test_image_hosts_are_judged_as_the_renderer_reads_them(url, external):
+    hits, _ = image_detector(["docs.acme.com"]).scan(f"![x]({url})", 0, final=True)
+    assert bool(hits) == external, url
+
+
+def test_rendered_url():
+    from proxy.leak.markup import rendered_url
+    assert rendered_url("&#x6A;ava&#x09;script&colon;x") == "javascript:x"
+    assert rendered_url(" \x01jav\nascript:x") == "javascript:x"
+    assert rendered_url("https://a.example/?q=1&b=2") == "https://a.example/?q=1&b=2"
+
+
+def test_text_without_an_ampersand_costs_the_entity_scheme_nothing():
+    # the entity alternative is anchored on "&": text without one never runs it nor is held for it
+    from proxy.leak.markup import _ENTITY_URL
+    only = PatternDetector([a for a in xss_alternatives() if a.group == "xss__entity_url"])
+    assert only.scan("javascript and &", 0, final=False) == ([], len("javascript and "))
+    assert only.scan("plain text with javascript: and no ampersand", 0, final=False)[1] == 44
+    assert _ENTITY_URL.startswith("(?i:")
