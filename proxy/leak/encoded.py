@@ -128,9 +128,9 @@ def has_key(text: str) -> bool:
 
 _B64 = "A-Za-z0-9+/_\\-"  # standard and url-safe alphabets (as a class body)
 # A line break inside a run: LF or CRLF (also JSON-escaped), then up to 8 spaces of indentation.
-# In a run it must be followed by a line of 16+ run characters or by the run's last, shorter line
-# (that line must end there: "\nAnything else?" is not base64), so a match holds at most
-# _RUN // 17 + 2 breaks: its length stays bounded (max_len below).
+# In a run it must come after a line of 16 to 76 run characters and be followed by a line of 16+
+# run characters or by the run's last, shorter line (that line must end there: "\nAnything else?"
+# is not base64), so a match holds at most _RUN // 17 + 2 breaks: its length stays bounded (max_len).
 _BREAK = r"(?:\r?\n|(?:\\r)?\\n)[ \t]{0,8}"
 _BREAK_RE = regex.compile(r"(?:\r?\n|(?:\\r)?\\n)[ \t]*")
 
@@ -293,8 +293,11 @@ def inner_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
     # In the pattern, a line break may sit between any two characters of the anchor.
     br = "(?:" + _BREAK + ")?"
     c = "[" + _B64 + "]"
+    # a break only after a line of 16 to 76 run characters (MIME wraps at 76, PEM at 64): a long
+    # unwrapped run followed by a line of prose is not one run
+    line = r"(?<=(?:^|[^" + _B64 + r"]|\\n)" + c + "{16,76})"
     b64_src = ("(?:" + "|".join(br.join(map(regex.escape, a)) for a in b64) + ")"
-               "(?:" + c + "|" + _BREAK + "(?=" + c + "{16}|" + c + r"{1,15}={0,2}(?:\r?\n|\\n|[\"'`)\].,;]|\Z))){12,"
+               "(?:" + c + "|" + line + _BREAK + "(?=" + c + "{16}|" + c + r"{1,15}={0,2}(?:\r?\n|\\n|[\"'`)\].,;]|\Z))){12,"
                + str(_RUN) + "}={0,2}")
     hexes = sorted({s.encode().hex() for s in KEY_STARTS})
     esc_starts = ("\\x", "\\u", "&#")

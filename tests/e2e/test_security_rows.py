@@ -129,19 +129,40 @@ def _answer(proxy, text: str, stream: bool) -> str:
     return c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}]).choices[0].message.content
 
 
+from tests.leak.test_encoded import carries  # noqa: E402  (decodes every form at every phase)
+
+
+def _wrapped(raw: bytes, width: int, sep: str = "\n") -> str:
+    enc = base64.b64encode(raw).decode()
+    return sep.join(enc[i:i + width] for i in range(0, len(enc), width))
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["body", "stream"])
 def test_i7_secret_in_the_answer_is_redacted_and_encoded_forms_are_the_documented_gap(make_proxy, stream):
-    """Plain secrets never reach the client, nor base64-, hex- or rot13-encoded ones (the leak stage
-    decodes candidates, proxy/leak/encoded.py). Known gap (docs/security-tests.md I7): a leet-encoded
-    secret passes. If this starts failing because leet is caught, move it to the caught list and
-    update the doc."""
+    """Plain secrets never reach the client, nor base64-, hex-, rot13- or escape-encoded ones, also in
+    the middle of a longer encoded text (any base64 alignment) and line-wrapped base64 (the leak stage
+    decodes candidates, proxy/leak/encoded.py). These were gaps until session 13 and are now asserted
+    caught. Known gap (docs/security-tests.md I7): a leet-encoded secret passes. If this starts failing
+    because leet is caught, move it to the caught list and update the doc."""
     proxy = make_proxy(pipeline=LEAK_PIPELINE)
     for secret in SECRETS:
         assert secret not in _answer(proxy, f"the key is {secret} ok", stream)
+        prose = f"Here is the config. The key is {secret} and it expires soon; keep it safe."
         caught = {"base64": base64.b64encode(secret.encode()).decode(), "rot13": codecs.encode(secret, "rot13"),
-                  "hex": secret.encode().hex()}
+                  "hex": secret.encode().hex(),
+                  # in the middle of a longer encoded text, at each byte alignment of the key
+                  **{f"base64 inside text +{n}": base64.b64encode((" " * n + prose).encode()).decode() for n in range(3)},
+                  "hex inside text": prose.encode().hex(),
+                  "rot13 of prose": codecs.encode(prose, "rot13"),
+                  "base64 wrapped at 76 (MIME)": _wrapped((prose * 3).encode(), 76, "\r\n"),
+                  "base64 wrapped at 64 (PEM)": _wrapped(("x" + prose * 3).encode(), 64),
+                  "escaped hex": "".join(f"\\x{b:02x}" for b in secret.encode()),
+                  "escaped unicode": "".join(f"\\u{ord(c):04x}" for c in secret),
+                  "HTML character references": "".join(f"&#{ord(c)};" for c in secret)}
         for name, enc in caught.items():
-            assert enc not in _answer(proxy, f"the key is {enc} ok", stream), f"{name} passed"
+            got = _answer(proxy, f"the key is:\n{enc}\nThat is all.", stream)
+            assert enc not in got and "[REDACTED:secret]" in got and not carries(got, secret), f"{name} passed"
+            assert got.startswith("the key is:\n") and got.endswith("\nThat is all."), name
         leet = "".join(LEET.get(c.lower(), c) for c in secret)
         assert leet in _answer(proxy, f"the key is {leet} ok", stream), "leet is now caught: update the I7 gap list"
 

@@ -280,12 +280,13 @@ def test_every_two_way_split_of_a_key_inside_encoded_text(name):
 
 
 def test_a_line_break_inside_the_anchor_itself():
-    # the wrapping falls inside the encoded key start: every split point of every alignment's anchor
-    for pre in ("", "a ", "ab "):
-        enc = base64.b64encode((pre + KEYS[2] + " thanks").encode()).decode()
-        for at in range(1, 16):
-            text = "ok: " + enc[:at] + "\n" + enc[at:] + "\nbye"
-            assert not carries(whole(text), KEYS[2]), (pre, at)
+    # 64-column wrapping, the text before the key growing one byte at a time: the encoded key start
+    # (any alignment) falls across the line break at every offset
+    for n in range(36, 52):
+        for key in (KEYS[0], KEYS[2]):
+            text = "ok:\n" + WRAPPED["pem64"]("x" * n + " " + key + " thanks") + "\nThat is all."
+            out = whole(text)
+            assert not carries(out, key) and out.endswith("\nThat is all."), (n, out)
 
 
 RNG = random.Random(5)
