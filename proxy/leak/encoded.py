@@ -141,11 +141,14 @@ _BREAK_RE = regex.compile(r"(?:\r?\n|(?:\\r)?\\n)[ \t]*")
 # a word, so each is chosen among the stretches of 3 to 8 characters the key start gives (a character
 # only partly given by it counts as all its possible values, at either end; at least 2 fully given)
 # to start with a character as rare in English text as the key start allows, by this ranking: digits,
-# "+" and "/", then z q j x (almost never in prose), v b c, then l, n, f, d (each of the last four
-# is forced by one key start at one alignment: `leU` eyJ at 2, `NrL` sk- at 1, `FTSU` ASIA at 1,
-# `dV?` ghu_ at 1); any other first letter ranks last. Ties: fewer forms, then longer.
-_FIRST_RANK = {**{c: 0 for c in "0123456789+/"}, **{c: 1 for c in "zqjx"}, **{c: 2 for c in "vbc"},
-               "l": 3, "n": 4, "f": 5, "d": 6}
+# "+" and "/"; then z q j x (almost never in prose) and l n f d (each forced by one key start at one
+# alignment: `leU` eyJ at 2, `NrL` sk- at 1, `FTSU` ASIA at 1, `dodV` ghu_ at 1, so already paid);
+# then v b c; any other first letter ranks last. Ties: fewer forms, then longer. What is left costs
+# clean text: a streamed delta ending in n/l/f/d/v... waits one event more often (prose streamed word
+# by word: 7.8 % of deltas end holding something before, 18 % after), and the `re` anchor search
+# (deltas up to 64 characters, non-ASCII text) enters the trie at more places (~+3 us per 90-character
+# text; measured in the note of session 13).
+_FIRST_RANK = {**{c: 0 for c in "0123456789+/"}, **{c: 1 for c in "zqjxlnfd"}, **{c: 2 for c in "vbc"}}
 
 
 def _rank(forms: list[str]) -> tuple[int, int, int]:
@@ -287,16 +290,41 @@ def _with_breaks(anchor: str) -> list[str]:
     return out
 
 
+def _trie(words: list[str], between: str) -> str:
+    """One regex for `words` as a trie (a position that starts none of them fails on one character
+    test, where an alternation of the words tries each), with `between` between two characters."""
+    tree: dict = {}
+    for w in words:
+        node = tree
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        branches = []
+        for ch, sub in sorted(node.items()):
+            if not ch:
+                continue
+            tail = ""
+            if sub.keys() - {""}:
+                tail = between + emit(sub)
+                if "" in sub:  # a word ends here and longer ones go on
+                    tail = "(?:" + tail + ")?"
+            branches.append(regex.escape(ch) + tail)
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return "(?:" + emit(tree) + ")"
+
+
 def inner_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
     """A key anywhere in a base64 / hex run, line-wrapped base64, escapes; rot13 of a PEM header."""
     b64 = sorted({a for a, _, _, _ in _ANCHORS_B64})
     # In the pattern, a line break may sit between any two characters of the anchor.
-    br = "(?:" + _BREAK + ")?"
     c = "[" + _B64 + "]"
     # a break only after a line of 16 to 76 run characters (MIME wraps at 76, PEM at 64): a long
     # unwrapped run followed by a line of prose is not one run
     line = r"(?<=(?:^|[^" + _B64 + r"]|\\n)" + c + "{16,76})"
-    b64_src = ("(?:" + "|".join(br.join(map(regex.escape, a)) for a in b64) + ")"
+    b64_src = (_trie(b64, "(?:" + _BREAK + ")?") +
                "(?:" + c + "|" + line + _BREAK + "(?=" + c + "{16}|" + c + r"{1,15}={0,2}(?:\r?\n|\\n|[\"'`)\].,;]|\Z))){12,"
                + str(_RUN) + "}={0,2}")
     hexes = sorted({s.encode().hex() for s in KEY_STARTS})
