@@ -20,6 +20,7 @@ from proxy.leak.settings import DEFAULT_ACTIONS, LeakModeration, LeakPromptSetti
 OVERFLOW_MARKER = "[REDACTED:overflow]"
 _KEY_CHARS = 4096  # PrintCache: shorter prompts are their own key
 _BUILT_PER_TENANT = 16  # fingerprint detectors kept per tenant (distinct request system prompts)
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,22 @@ class TenantRules:
     markers: Mapping[str, str]
     prompt: LeakPromptSettings
     max_hold: int
-    # (tenant prints + request prints) -> (detectors, max hold, quick searches): a request's system prompt is
-    # usually the one the app always sends, so its fingerprint detector is built once, not per slot.
+    # request prints -> (detectors, max hold, quick searches) for the tenant's prints plus those: a request's
+    # system prompt is usually the one the app always sends, so its fingerprint detector is built once, not per slot.
     _built: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def _build(self, request_prints: Iterable[PromptFingerprint]) -> tuple:
-        prints = self.prints + tuple(request_prints)
-        built = self._built.get(prints)
+        sent = request_prints if request_prints.__class__ is tuple else tuple(request_prints)
+        built = self._built.get(sent)
         if built is None:
+            prints = self.prints + sent
             dets = list(self.detectors)
             if prints and self.actions.get("system_prompt") != "off":
                 dets.append(FingerprintDetector(prints))
             built = (tuple(dets), max([self.max_hold] + [d.max_span for d in dets]), quick_searches(dets))
             if len(self._built) >= _BUILT_PER_TENANT:
                 self._built.pop(next(iter(self._built)))  # the oldest
-            self._built[prints] = built
+            self._built[sent] = built
         return built
 
     def scanner(self, request_prints: Iterable[PromptFingerprint] = ()) -> SlotScanner:
@@ -189,6 +191,16 @@ class PrintCache:
             self._items.move_to_end(key)
             return True, self._items[key]
         return False, None
+
+    def find(self, text: str) -> tuple[str | bytes, bool, PromptFingerprint | None]:
+        """(key, hit, fingerprint): `key` and `cached` in one call (the stage's per-request lookup)."""
+        key = text if len(text) <= _KEY_CHARS else self.key(text)
+        items = self._items
+        fp = items.get(key, _MISSING)
+        if fp is _MISSING:
+            return key, False, None
+        items.move_to_end(key)
+        return key, True, fp
 
     def compile(self, text: str) -> PromptFingerprint | None:
         try:

@@ -77,8 +77,7 @@ class LeakStage(Stage):
         if self._sent_prompts and rules.actions.get("system_prompt") != "off":
             text = system_text(ex.route, ex.body)[: self._max_sent_chars]
             if text and not text.isspace():
-                key = self._prints.key(text)
-                hit, fp = self._prints.cached(key)  # the usual case: the app's usual prompt, compiled before
+                key, hit, fp = self._prints.find(text)  # the usual case: the app's usual prompt, compiled before
                 if not hit:
                     fp = await self._fingerprint(key, text)
                 if fp is not None:

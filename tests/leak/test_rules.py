@@ -83,6 +83,22 @@ def test_print_cache_compiles_once_and_is_bounded():
     assert cache.get(PROMPT) is not a  # evicted, compiled again
 
 
+def test_print_cache_find_is_key_and_cached_in_one_call():
+    cache = PrintCache(LeakPromptSettings(), size=2)
+    long_prompt = "word " * 1000  # over the key limit: a digest is the key
+    assert cache.find(PROMPT) == (PROMPT, False, None)
+    a = cache.get(PROMPT)
+    assert cache.find(PROMPT) == (PROMPT, True, a)
+    assert cache.find("too short") == ("too short", False, None)
+    cache.get("too short")
+    assert cache.find("too short") == ("too short", True, None)  # a cached "no fingerprint"
+    b = cache.get(long_prompt)
+    key, hit, fp = cache.find(long_prompt)
+    assert key == PrintCache.key(long_prompt) and hit and fp is b
+    cache.get("another prompt with enough words in it")
+    assert cache.find("too short")[1] is False  # the least recently used went first
+
+
 def test_overflow_action_reaches_the_scanner():
     r = rules(actions={"overflow": "block"})
     assert r["acme"].actions["overflow"] == "block"
