@@ -138,7 +138,7 @@ def _wrapped(raw: bytes, width: int, sep: str = "\n") -> str:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["body", "stream"])
-def test_i7_secret_in_the_answer_is_redacted_and_encoded_forms_are_the_documented_gap(make_proxy, stream):
+def test_i7_secret_in_the_answer_is_redacted_also_encoded_and_leet_is_the_documented_gap(make_proxy, stream):
     """Plain secrets never reach the client, nor base64-, hex-, rot13- or escape-encoded ones, also in
     the middle of a longer encoded text (any base64 alignment) and line-wrapped base64 (the leak stage
     decodes candidates, proxy/leak/encoded.py). These were gaps until session 13 and are now asserted
