@@ -135,24 +135,26 @@ _BREAK = r"(?:\r?\n|(?:\\r)?\\n)[ \t]{0,8}"
 _BREAK_RE = regex.compile(r"(?:\r?\n|(?:\\r)?\\n)[ \t]*")
 
 
-# Free anchors cost clean text twice: every position holding an anchor's first character enters the
-# anchor search's trie, and a streamed delta that ends in the beginning of an anchor is held until
-# the next one shows whether the anchor follows. The anchors inside a base64 run may sit anywhere in
-# a word, so each is chosen among the stretches of 3 to 8 characters the key start gives (a character
-# only partly given by it counts as all its possible values, at either end; at least 2 fully given)
-# to start with a character as rare in English text as the key start allows, by this ranking: digits,
-# "+" and "/"; then z q j x (almost never in prose) and l n f d (each forced by one key start at one
-# alignment: `leU` eyJ at 2, `NrL` sk- at 1, `FTSU` ASIA at 1, `dodV` ghu_ at 1, so already paid);
-# then v b c; any other first letter ranks last. Ties: fewer forms, then longer. What is left costs
-# clean text: a streamed delta ending in n/l/f/d/v... waits one event more often (prose streamed word
-# by word: 7.8 % of deltas end holding something before, 18 % after), and the `re` anchor search
-# (deltas up to 64 characters, non-ASCII text) enters the trie at more places (~+3 us per 90-character
-# text; measured in the note of session 13).
-_FIRST_RANK = {**{c: 0 for c in "0123456789+/"}, **{c: 1 for c in "zqjxlnfd"}, **{c: 2 for c in "vbc"}}
+# Free anchors cost clean text twice: every position holding an anchor enters the anchor search's
+# trie, and a streamed delta that ends in the beginning of an anchor is held until the next one shows
+# whether the anchor follows. The anchors inside a base64 run may sit anywhere in a word; base64 is
+# case-sensitive, so they are searched as written (Alternative.case_sensitive: "NrL" is not looked for
+# at "nrl"), and each is chosen among the stretches of 3 to 8 characters the key start gives (a
+# character only partly given by it counts as all its possible values, at either end; at least 2
+# fully given) to start with a character that rarely ends a streamed delta of prose, by this ranking
+# (exact case): digits, "+" and "/"; then upper-case letters but A and I (words seldom end in one);
+# then lower-case letters rare at a word's end and A, I; then l o k g h a; any other first character
+# ranks last. Ties: fewer forms, then longer. What is left: `leU` (eyJ at alignment 2: every stretch
+# starts with l, e or a 16-valued character) and the G/W/m/2 of gh*_ at alignment 1, so a delta ending
+# in "l", "m" or a digit waits one event (prose streamed word by word: 7.8 % of deltas end holding
+# something without these anchors, 17.8 % with them searched case-insensitively and l n d f v first,
+# 10.4 % now; measured in the note of session 14).
+_FIRST_RANK = {**{c: 0 for c in "0123456789+/"}, **{c: 1 for c in "BCDEFGHJKLMNOPQRSTUVWXYZ"},
+               **{c: 2 for c in "jqvxzbcmwupAI"}, **{c: 3 for c in "lokgha"}}
 
 
 def _rank(forms: list[str]) -> tuple[int, int, int]:
-    return max(_FIRST_RANK.get(f[0].lower(), 9) for f in forms), len(forms), -len(forms[0])
+    return max(_FIRST_RANK.get(f[0], 9) for f in forms), len(forms), -len(forms[0])
 
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -336,7 +338,7 @@ def inner_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
     body = r"[A-Za-z0-9+/=\s:,\\\-]"
     alts = [
         Alternative("secret__base64_inner", "secret", "base64", b64_src, _RUN + (_RUN // 17 + 2) * 12 + 8 * 13,
-                    tuple(sorted({v for a in b64 for v in _with_breaks(a)})), False),
+                    tuple(sorted({v for a in b64 for v in _with_breaks(a)})), False, case_sensitive=True),
         Alternative("secret__hex_inner", "secret", "hex", r"(?i:(?:" + "|".join(hexes) + r")[0-9a-f]{8," + str(_RUN) + "})",
                     _RUN + 30, tuple(hexes), False),
         Alternative("secret__escaped", "secret", "escaped",
@@ -359,13 +361,13 @@ def encoded_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
     alts = [
         Alternative("secret__base64", "secret", "base64",
                     r"(?<![A-Za-z0-9+/_\-])(?:" + "|".join(map(esc, b64)) + r")[A-Za-z0-9+/_\-]{8," + str(_MAX) + "}={0,2}",
-                    _MAX + 20, tuple(b64), True),
+                    _MAX + 20, tuple(b64), True, case_sensitive=True),
         Alternative("secret__hex", "secret", "hex",
                     r"(?i:(?<![A-Za-z0-9])(?:0x)?(?:" + "|".join(hexes) + r")[0-9a-f]{8," + str(_MAX) + "})",
                     _MAX + 30, tuple(hexes) + tuple("0x" + h for h in hexes), True),
         Alternative("secret__rot13", "secret", "rot13",
                     r"(?<![A-Za-z0-9_\-])(?:" + "|".join(map(esc, rot)) + r")[A-Za-z0-9_\-.]{8," + str(_MAX) + "}",  # "." for a JWT
-                    _MAX + 20, tuple(rot), True),
+                    _MAX + 20, tuple(rot), True, case_sensitive=True),
     ]
     checks = {"secret__base64": _b64_check, "secret__hex": _hex_check, "secret__rot13": _rot13_check}
     inner, inner_checks = inner_alternatives()

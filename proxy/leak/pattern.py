@@ -35,7 +35,9 @@ from proxy.leak.hit import Hit
 from proxy.leak.literal import trie_pattern
 
 Check = Callable[["regex.Match[str]"], bool]
-_NOT_AFTER_WORD = r"(?<![A-Za-z0-9])"  # implied by every built-in look-behind: a safe superset
+# implied by every built-in look-behind: a safe superset. Not case-folded: under re.I, [A-Za-z] also
+# matches "İ", "ſ" and the Kelvin sign, and an anchor right after one would be missed.
+_NOT_AFTER_WORD = r"(?-i:(?<![A-Za-z0-9]))"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Alternative:
     max_len: int  # longest text it can match: bounds the hold-back
     anchors: tuple[str, ...] | None = None  # every match starts with one of these (any case); None: unknown
     word_start: bool = True  # the anchors count only where no ASCII letter or digit precedes them
+    # The anchors count only as written (every match starts with one of them in exactly that case: base64
+    # characters). Searched without case folding, so "NrL" is not looked for at every "nrl" of prose.
+    case_sensitive: bool = False
 
 
 Compiled = tuple["regex.Pattern[str]", "regex.Pattern[str]"]
@@ -81,40 +86,89 @@ class AlternativeSet:
         self.max_span = max((a.max_len for a in alts), default=0)
         self.always = frozenset(i for i, a in enumerate(alts) if a.anchors is None)
         self.anchored = frozenset(range(len(alts))) - self.always
-        words: dict[str, set[int]] = {}
-        free: dict[str, set[int]] = {}
-        raw: tuple[set[str], set[str]] = (set(), set())  # as written too: lower() may change length ("İ")
+        # (case-insensitive, case-sensitive) x (word start, free): anchor -> alternatives; the
+        # case-insensitive ones keyed lower-cased, the case-sensitive ones as written.
+        tables: dict[tuple[bool, bool], dict[str, set[int]]] = {(c, w): {} for c in (False, True) for w in (True, False)}
+        raw: dict[tuple[bool, bool], set[str]] = {k: set() for k in tables}  # as written too: lower() may change length ("İ")
         for i, a in enumerate(alts):
+            key = (a.case_sensitive, a.word_start)
             for anchor in a.anchors or ():
-                (words if a.word_start else free).setdefault(anchor.lower(), set()).add(i)
-                raw[0 if a.word_start else 1].update((anchor, anchor.lower()))
-        every: dict[str, set[int]] = {k: set(v) for k, v in words.items()}
-        for k, v in free.items():
-            every.setdefault(k, set()).update(v)
-        # A longer anchor found also stands for the shorter anchors it starts with.
-        interned: dict[frozenset[int], frozenset[int]] = {}
-        self.by_anchor = {}
-        for k in every:
-            fs = frozenset().union(*(every[k[:j]] for j in range(1, len(k) + 1) if k[:j] in every))
-            self.by_anchor[k] = interned.setdefault(fs, fs)
-        self.anchor_len = max((len(k) for k in every), default=0)
+                tables[key].setdefault(anchor if a.case_sensitive else anchor.lower(), set()).add(i)
+                raw[key].update((anchor,) if a.case_sensitive else (anchor, anchor.lower()))
+        self.by_anchor = _by_anchor(tables)
+        self.anchor_len = max((len(k) for t in tables.values() for k in t), default=0)
         self.anchor_re = self.prefix_re = self.quiet_re = self.presence = None
         self.clean_re = re.compile(r"(?!)")  # no anchors: nothing to find, nothing to hold
-        if every:
+        if self.by_anchor:
             # Each part opens with a one-character class of its anchors' first characters, so a
-            # position that cannot start an anchor costs one test, not one per trie branch.
-            parts = [f"{_NOT_AFTER_WORD}{_first(raw[0])}(?:{trie_pattern(raw[0], escape=re.escape)})"] if words else []
-            parts += [f"{_first(raw[1])}(?:{trie_pattern(raw[1], escape=re.escape)})"] if free else []
-            anchors = "|".join(parts)
-            self.anchor_re = re.compile("(?=(" + anchors + "))", re.I)
+            # position that cannot start an anchor costs one test, not one per trie branch. The
+            # patterns are compiled with re.I; the case-sensitive parts switch it off ((?-i:...)).
+            def parts(cs: bool, prefixes: bool) -> list[str]:
+                out = []
+                for word in (True, False):
+                    if raw[(cs, word)]:
+                        src = f"{_first(raw[(cs, word)])}(?:{trie_pattern(raw[(cs, word)], prefixes, re.escape)})"
+                        out.append((_NOT_AFTER_WORD if word else "") + (f"(?-i:{src})" if cs else src))
+                return out
+
+            ci, cs = "|".join(parts(False, False)), "|".join(parts(True, False))
+            anchors = "|".join(p for p in (ci, cs) if p)
+            # group 1: a case-insensitive anchor (looked up lower-cased), group 2: a case-sensitive one
+            self.anchor_re = re.compile(f"(?=({ci})" + (f"|({cs}))" if cs else ")") if ci else f"(?=(?!)()|({cs}))", re.I)
             # The common case in one search: is there any anchor from `start` on?
             self.quiet_re = re.compile(anchors, re.I)
-            parts = [f"{_NOT_AFTER_WORD}{_first(raw[0])}(?:{trie_pattern(raw[0], True, re.escape)})"] if words else []
-            parts += [f"{_first(raw[1])}(?:{trie_pattern(raw[1], True, re.escape)})"] if free else []
-            self.prefix_re = re.compile("(?:" + "|".join(parts) + r")\Z", re.I)
-            self.presence = _presence(raw[0], raw[1])
+            ends = "|".join(parts(False, True) + parts(True, True))
+            self.prefix_re = re.compile("(?:" + ends + r")\Z", re.I)
+            self.presence = _presence(raw)
             # Both at once, for the scanner's shortcut: no match means scan() gives ([], len(text)).
-            self.clean_re = re.compile(f"(?:{anchors})|(?:" + "|".join(parts) + r")\Z", re.I)
+            self.clean_re = re.compile(f"(?:{anchors})|(?:" + ends + r")\Z", re.I)
+
+
+def _by_anchor(tables: dict[tuple[bool, bool], dict[str, set[int]]]) -> dict[str, frozenset[int]]:
+    """What an anchor found stands for: the anchor search takes the longest anchor at a position,
+    and a case-insensitive one before a case-sensitive one, word-start before free, so the text it
+    found also stands for every anchor that may match at the same place:
+    - a case-insensitive one (key: lower-cased): the anchors it starts with; the free anchors that
+      start with it (a longer free anchor behind a word-start one); the case-sensitive anchors that
+      start with it or it starts with, compared lower-cased (a superset: the case may differ);
+    - a case-sensitive one (key: as written; no case-insensitive anchor matched there): the
+      case-sensitive anchors it starts with and the free ones that start with it."""
+    ci = {k: set(v) for k, v in tables[(False, True)].items()}
+    for k, v in tables[(False, False)].items():
+        ci.setdefault(k, set()).update(v)
+    cs = {k: set(v) for k, v in tables[(True, True)].items()}
+    for k, v in tables[(True, False)].items():
+        cs.setdefault(k, set()).update(v)
+
+    def longer(table: dict[str, set[int]], fold: bool) -> dict[str, set[int]]:
+        """proper prefix -> the alternatives of the anchors that start with it"""
+        out: dict[str, set[int]] = {}
+        for k, v in table.items():
+            k = k.lower() if fold else k
+            for j in range(1, len(k)):
+                out.setdefault(k[:j], set()).update(v)
+        return out
+
+    ci_free_longer = longer(tables[(False, False)], False)
+    cs_free_longer = longer(tables[(True, False)], False)
+    cs_folded: dict[str, set[int]] = {}
+    for k, v in cs.items():
+        cs_folded.setdefault(k.lower(), set()).update(v)
+    cs_folded_longer = longer(cs, True)
+    interned: dict[frozenset[int], frozenset[int]] = {}
+    out: dict[str, set[int]] = {}
+    for k in ci:
+        s = set().union(*(ci[k[:j]] for j in range(1, len(k) + 1) if k[:j] in ci))
+        if cs_folded:
+            s.update(*(cs_folded[k[:j]] for j in range(1, len(k) + 1) if k[:j] in cs_folded))
+            s.update(cs_folded_longer.get(k, ()))
+        s.update(ci_free_longer.get(k, ()))
+        out[k] = s
+    for k in cs:
+        s = set().union(*(cs[k[:j]] for j in range(1, len(k) + 1) if k[:j] in cs))
+        s.update(cs_free_longer.get(k, ()))
+        out.setdefault(k, set()).update(s)  # a key both ways: the union (a superset either way)
+    return {k: interned.setdefault(frozenset(v), frozenset(v)) for k, v in out.items()}
 
 
 # Longer ASCII text looks for anchors with google-re2 (a DFA: ~1.5 us for 150 characters where the
@@ -125,14 +179,18 @@ _PRESENCE_CHARS = 64
 _PRESENCE_MAX_CHARS = 100_000  # anchors' total length up to which that search is built (1,000 tenants: ~60,000)
 
 
-def _presence(words: set[str], free: set[str]) -> "re2._Regexp | None":
+def _presence(raw: dict[tuple[bool, bool], set[str]]) -> "re2._Regexp | None":
     """Whether any anchor occurs, as one re2 search: a superset of anchor_re's matches on ASCII
-    text (the same ASCII case folding; a word anchor needs a non-alphanumeric character or the
-    start before it, the search starts one character early so that character is seen)."""
-    if sum(map(len, words)) + sum(map(len, free)) > _PRESENCE_MAX_CHARS:
+    text (the same ASCII case folding, off for the case-sensitive anchors; a word anchor needs a
+    non-alphanumeric character or the start before it, the search starts one character early so
+    that character is seen)."""
+    if sum(len(a) for s in raw.values() for a in s) > _PRESENCE_MAX_CHARS:
         return None  # tens of thousands of identifiers: re2's DFA would run out of memory (and log it)
-    parts = [f"(?:^|[^A-Za-z0-9])(?:{trie_pattern(words, escape=re.escape)})"] if words else []
-    parts += [f"(?:{trie_pattern(free, escape=re.escape)})"] if free else []
+    parts = []
+    for (cs, word), anchors in raw.items():
+        if anchors:
+            src = trie_pattern(anchors, escape=re.escape)
+            parts.append(("(?:^|[^A-Za-z0-9])" if word else "") + (f"(?-i:{src})" if cs else f"(?:{src})"))
     try:
         return re2.compile("(?i)" + "|".join(parts))
     except re2.error:
@@ -140,7 +198,7 @@ def _presence(words: set[str], free: set[str]) -> "re2._Regexp | None":
 
 
 def _first(anchors: set[str]) -> str:
-    """A lookahead for the first characters of `anchors` (the pattern adds re.I)."""
+    """A lookahead for the first characters of `anchors` (the pattern adds re.I, or a case-sensitive part clears it)."""
     return "(?=[" + "".join(sorted({re.escape(a[0]) for a in anchors if a})) + "])"
 
 
@@ -183,7 +241,8 @@ class PatternDetector:
             by = aset.by_anchor
             for m in aset.anchor_re.finditer(text, start):
                 # Case mappings that change length ("İ") miss the table: then run every pattern.
-                run = run | by.get(m.group(1).lower(), aset.anchored)
+                g = m.group(1)
+                run = run | by.get(g.lower() if g is not None else m.group(2), aset.anchored)
             if not final:
                 p = aset.prefix_re.search(text, max(start, n - aset.anchor_len))
                 if p is not None:

@@ -216,14 +216,22 @@ def test_each_alignment_has_anchors_given_by_the_key_start_alone():
     # every anchor is the base64 of the key start at its alignment (a partly given character: one of
     # its possible values), so it is in the base64 of any text holding the key start there
     assert {(s, a) for _, a, _, s in _ANCHORS_B64} == {(s, a) for s in KEY_STARTS for a in range(3)}
+    forms: dict[tuple[str, int], set[str]] = {}
     for anchor, a, k, s in _ANCHORS_B64:
         choices = dict(_b64_choices(s.encode(), a))
         assert len(anchor) >= 3 and all(c in choices[k + i] for i, c in enumerate(anchor)), (anchor, s, a)
-        for pad in (b"", b"x", b"xy", b"The key is "):
+        forms.setdefault((s, a), set()).add(anchor)
+        for pad in (b"", b"x", b"xy", b"The key is ", b"A longer text, then the key: "):
             if len(pad) % 3 == a:
                 enc = base64.b64encode(pad + s.encode() + b"0123456789").decode()
-                assert anchor in enc or any(anchor[:1] + v + anchor[2:] in enc for v in choices[k + 1]) or (
-                    anchor[:-1] in enc), (anchor, s, pad)
+                # a character only partly given by the key start (first or last) may be any of its values
+                assert re.search("".join(re.escape(c) if len(choices[k + i]) == 1 else "[" + re.escape("".join(choices[k + i])) + "]"
+                                         for i, c in enumerate(anchor)), enc), (anchor, s, pad)
+    for (s, a), fs in forms.items():  # and one of the forms is the text itself
+        for pad in (b"", b"x", b"xy", b"The key is ", b"A longer text, then the key: "):
+            if len(pad) % 3 == a:
+                enc = base64.b64encode(pad + s.encode() + b"0123456789").decode()
+                assert any(f in enc for f in fs), (s, a, pad, sorted(fs))
 
 
 @pytest.mark.parametrize("name", sorted(WRAPPED))
@@ -327,11 +335,13 @@ def test_the_first_byte_of_a_clean_stream_leaves_with_the_first_event():
     for first in firsts:
         hits, hold = inner.scan(first, 0, final=False)
         assert hits == [] and hold >= 1 and len(first) - hold <= 3, (first, hold)
-    # the cost, said plainly: an event that is wholly the beginning of an anchor waits for the next one
-    # ("Nah": base64 of "ghp_" two bytes into a group is "naHBf"; "4": "4b3hiL" for xoxb-, 7362... hex)
-    assert inner.scan("Nah", 0, final=False) == ([], 0) and inner.scan("4", 0, final=False) == ([], 0)
+    # the cost, said plainly: an event that is wholly the beginning of an anchor, as written, waits for
+    # the next one ("HB": base64 of "ghp_" two bytes into a group is "HBf"; "4": "4b3hiL" for xoxb-,
+    # 7362... hex); the anchors are exact base64 characters, so other cases of them pass ("Nah", "hb")
+    assert inner.scan("HB", 0, final=False) == ([], 0) and inner.scan("4", 0, final=False) == ([], 0)
+    assert inner.scan("Nah", 0, final=False) == ([], 3) and inner.scan("hb", 0, final=False) == ([], 2)
     # the whole rule set: the first byte of each goes out with it (or was held before these detectors too)
-    held_before = {"A", "No"}  # word anchors: "a" begins api/access/auth/AKIA..., "No" the rot13 of ABIA (NOVN)
+    held_before = {"A"}  # word anchors: "a" begins api/access/auth/AKIA...
     for first in firsts:
         out = RULES.scanner().feed(first).text
         assert first.startswith(out) and (out[:1] == first[:1] or first in held_before), (first, out)
@@ -351,3 +361,143 @@ def test_a_held_candidate_is_bounded_and_released_identical():
         most = max(most, len(s.held))
     out.append(s.finish().text)
     assert "".join(out) == blob and most <= _RUN * 2 + 64, most
+
+
+# ---------------------------------------------------------------- case: base64 anchors as written, hex/escapes any case
+
+from dataclasses import replace  # noqa: E402
+
+_INNER = {"secret__base64_inner", "secret__hex_inner", "secret__escaped", "secret__rot13_pem"}
+
+
+def test_exact_case_alternatives_are_the_base64_and_rot13_ones():
+    alts = {a.group: a for a in encoded_alternatives()[0]}
+    assert {g for g, a in alts.items() if a.case_sensitive} == {"secret__base64", "secret__base64_inner", "secret__rot13"}
+    for g in ("secret__base64", "secret__base64_inner", "secret__rot13"):
+        assert "(?i" not in alts[g].source  # the pattern itself is exact-case: a match starts with an anchor as written
+    # the base64 anchors' first characters: digits, + /, upper-case letters, and the few lower-case ones some
+    # key start forces (eyJ at alignment 2: l; gh*_ at alignment 1: G/W/m/2; sk- at alignment 2: z)
+    firsts = {a[0] for a, _, _, _ in _ANCHORS_B64}
+    assert {c for c in firsts if c.islower()} == {"l", "m", "z"}, sorted(firsts)
+    assert not firsts & set("ndfv")
+
+
+def _mixed_case(rng, text):
+    return "".join(c.upper() if rng.random() < 0.3 else c for c in text)
+
+
+_PIECES_B64 = sorted({a for a, _, _, _ in _ANCHORS_B64}) + ["NRL", "nrl", "Nrl", "LEU", "leu", "hbf", "HBF", "c2st", "C2ST"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_the_anchor_index_finds_what_running_every_encoded_pattern_finds(data):
+    """Differential: the encoded alternatives with their anchor index (base64/rot13 ones as written,
+    hex/escape ones any case) give the hits that running every pattern over the whole text gives, at
+    every event boundary; an index may hold more, never less."""
+    alts, checks = encoded_alternatives()
+    anchored, naive = PatternDetector(alts, checks), PatternDetector([replace(a, anchors=None) for a in alts], checks)
+    rng = random.Random(data.draw(st.integers(0, 10**6)))
+    pieces = data.draw(st.lists(st.sampled_from(
+        ["Sure, ", "the ", "KEY ", "is: ", " ", "\n", "x", "ab", "Nah", "4", "0x", "\\x", "\\X", "&#", "&#X", "\\U"] + _PIECES_B64
+        + ["@b64", "@b64url", "@hex", "@HEX", "@esc", "@ESC", "@rot"]), max_size=12))
+    text = ""
+    for piece in pieces:
+        if piece.startswith("@"):
+            key = rng.choice(KEYS)
+            plain = rng.choice(["", "x ", "xy ", "The key is ", "x"]) + key[:rng.randrange(8, len(key) + 1)]
+            piece = {"@b64": lambda: WRAPPED["base64"](plain), "@b64url": lambda: WRAPPED["base64url"](plain),
+                     "@hex": lambda: plain.encode().hex(), "@HEX": lambda: plain.encode().hex().upper(),
+                     "@esc": lambda: _esc("\\x")(plain), "@ESC": lambda: _esc("\\X upper")(plain).replace("\\x", "\\x", 1),
+                     "@rot": lambda: codecs.encode(plain, "rot13")}[piece]()
+        text += piece if rng.random() < 0.7 else _mixed_case(rng, piece)
+    cuts = sorted({len(text)} | {rng.randrange(len(text) + 1) for _ in range(6)})
+    for n in cuts:
+        for final in ((False, True) if n == len(text) else (False,)):
+            hits, hold = anchored.scan(text[:n], 0, final)
+            want_hits, want_hold = naive.scan(text[:n], 0, final)
+            assert hits == want_hits, (text[:n], final)
+            assert hold <= want_hold, (text[:n], final, hold, want_hold)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_key_inside_base64_at_each_alignment_every_two_way_split_and_one_character_events(key):
+    # the text before the key in mixed case, each length mod 3: the encoded key start at each alignment
+    for pre in ("", "- ", "Xy ", "A b ", "The KEY is: ", "Key: ", "It is: "):  # lengths 0 2 0 1 0 2 1 mod 3
+        for name in ("base64", "base64url"):
+            text = f"ok: {WRAPPED[name](pre + key + ' ok')} bye"
+            for cut in range(len(text) + 1):
+                s = RULES.scanner()
+                out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
+                assert not carries(out, key) and out.startswith("ok: ") and out.endswith(" bye"), (pre, name, cut, out)
+            s = RULES.scanner()
+            out = "".join(s.feed(c).text for c in text) + s.finish().text
+            assert not carries(out, key) and out.startswith("ok: ") and out.endswith(" bye"), (pre, name, out)
+
+
+@pytest.mark.parametrize("form", ["hex", "HEX", "Hex mixed", "0X", "esc \\x", "esc \\X upper", "esc \\x mixed", "esc \\U", "esc \\u",
+                                  "esc &#x", "esc &#X", "esc &#X upper", "esc &#"])
+@pytest.mark.parametrize("key", [KEYS[0], KEYS[1], KEYS[2], KEYS[4]])
+def test_hex_and_escape_anchors_stay_case_insensitive(form, key):
+    rng = random.Random(7)
+    for pre in ("", "a ", "The key is "):
+        plain = pre + key
+        value = {"hex": plain.encode().hex(), "HEX": plain.encode().hex().upper(),
+                 "Hex mixed": _mixed_case(rng, plain.encode().hex()), "0X": "0X" + key.encode().hex().upper(),
+                 "esc \\x": _esc("\\x")(plain), "esc \\X upper": _esc("\\X upper")(plain),
+                 "esc \\x mixed": "".join(f"\\x{_mixed_case(rng, f'{b:02x}')}" for b in plain.encode()),
+                 "esc \\U": _esc("\\U")(plain).upper().replace("\\U", "\\U"), "esc \\u": _esc("\\u")(plain).upper().replace("\\U", "\\u"),
+                 "esc &#x": _esc("&#x")(plain), "esc &#X": _esc("&#x")(plain).replace("&#x", "&#X"),
+                 "esc &#X upper": _esc("&#x")(plain).upper(), "esc &#": _esc("&#")(plain)}[form]
+        text = f"Here: {value} done"
+        assert not carries(whole(text), key), (form, pre, whole(text))
+        for cut in range(0, len(text) + 1, 3):
+            s = RULES.scanner()
+            out = s.feed(text[:cut]).text + s.feed(text[cut:]).text + s.finish().text
+            assert not carries(out, key) and out.startswith("Here: ") and out.endswith(" done"), (form, pre, cut, out)
+
+
+PARAGRAPH = ("Thanks for the question. The quarterly report is due on Friday, and the finance team needs the final figures "
+             "by noon. I would suggest that you send the draft to Linda and David first, then schedule a call with the "
+             "board. If the numbers still look off, we can go over them again on Monday. In the meantime, here is a short "
+             "summary of what changed: revenue grew by eleven percent, costs fell in the second half, and the new "
+             "pricing model helped us win back several customers we had lost last year. Overall, it was a good result, "
+             "although the outlook for the coming quarter is less certain. Let me know if you want me to add a chart, "
+             "a table of the regional figures, or a brief note on the assumptions behind the forecast. Of course, "
+             "I can also draft an email to the whole team explaining the results in plain language. Should I include "
+             "the detailed breakdown of travel and office expenses as well, or keep it at the level of the main lines?")
+
+
+def _held_word_ends(d: PatternDetector, text: str) -> list[str]:
+    """Prose streamed word by word (an LLM's tokens: a leading space and a word): what each delta leaves held."""
+    buf, out = "", []
+    for w in re.findall(r"\s*\S+", text):
+        buf += w
+        hold = d.scan(buf, 0, False)[1]
+        if hold < len(buf):
+            out.append(buf[hold:])
+    return out
+
+
+def test_lower_case_prose_is_not_held_for_the_base64_anchors():
+    det = RULES.detectors[0]
+    alts = det._set.alts
+    assert _INNER <= {a.group for a in alts}
+    now = _held_word_ends(det, PARAGRAPH)
+    folded = _held_word_ends(PatternDetector([replace(a, case_sensitive=False) for a in alts], det._checks), PARAGRAPH)
+    without = _held_word_ends(PatternDetector([a for a in alts if a.group not in _INNER], det._checks), PARAGRAPH)
+    words = len(re.findall(r"\s*\S+", PARAGRAPH))
+    # measured: 177 words; held after 10 without the inner anchors, 26 now, 62 with them searched in any case
+    assert len(without) <= len(now) < len(folded) / 2 and len(now) - len(without) <= words * 0.10, (len(without), len(now), len(folded))
+    # what the base64 anchors add is only the lower-case anchor starts some key start forces ("l" of leU,
+    # "m" of mdo..); words ending in n, d, f, v, w, g (held when searched in any case) are not held
+    forced = {a[:j] for a, _, _, _ in _ANCHORS_B64 if a[0].islower() for j in range(1, len(a))}
+    extra = [h for h in now if h not in without]
+    assert extra and all(h in forced for h in extra), extra
+    assert {h[-1] for h in folded} >= set("nfwg") and not {h[-1] for h in now} & set("ndfvwg"), now
+    # the same for a single word: "and", "in", "of" pass; "will" waits one event for its "l"
+    inner = PatternDetector(*inner_alternatives())
+    for w in ("and", "in", "of", "Fun", "dad", "given", "if", "Nah", "cleaned", "hold", "Jacket"):
+        assert inner.scan(w, 0, False) == ([], len(w)), w
+    assert inner.scan("will", 0, False) == ([], 3) and inner.scan("from", 0, False) == ([], 3)
+    assert inner.scan("naH", 0, False) == ([], 2) and inner.scan("Jazz", 0, False) == ([], 3)  # "HBf", "zay"

@@ -129,3 +129,98 @@ def test_long_text_anchor_search_sees_the_first_and_the_start_position():
         assert d.scan(text, start, True) == _full_pass(d).scan(text, start, True)
     assert [h.kind for h in d.scan(key + tail, 0, True)[0]] == ["openai_key"]
     assert d.scan("xysk-proj-Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE" + tail, 2, True) == ([], len(tail) + 42)
+
+
+# Case-sensitive anchors (base64 characters): searched as written, next to case-insensitive ones that
+# may start at the same place (a shorter or longer anchor, word-start or free, the same letters).
+MIXED = [
+    Alternative("c__key", "c", "key", r"(?<![A-Za-z0-9])(?i:key-)[0-9]{4}", 9, ("key-",), True),
+    Alternative("c__ab", "c", "ab", r"(?i:ab)[0-9]{2}", 4, ("ab",), False),
+    Alternative("c__nr", "c", "nr", r"(?i:nr)z", 3, ("nr",), False),  # the start of a case-sensitive one
+    Alternative("c__qu", "c", "qu", r"(?<![A-Za-z0-9])(?i:qu)!", 3, ("qu",), True),
+    Alternative("c__zz", "c", "zz", r"(?<![A-Za-z0-9])(?i:zz)1", 3, ("zz",), True),
+    Alternative("c__zzyy", "c", "zzyy", r"(?i:zzyy)2", 5, ("zzyy",), False),  # a longer free one behind a word one
+    Alternative("c__dod", "c", "dod", r"(?i:dod)x", 4, ("DOD",), False),
+    Alternative("s__nrl", "s", "nrl", r"NrL[0-9]{3}", 6, ("NrL",), False, case_sensitive=True),
+    Alternative("s__leu", "s", "leu", r"leU[a-z]{2}", 5, ("leU",), False, case_sensitive=True),
+    Alternative("s__qutj", "s", "qutj", r"(?<![A-Za-z0-9])QUtJ[A-Z]{2}", 6, ("QUtJ",), True, case_sensitive=True),
+    Alternative("s__dod", "s", "dod", r"dod[0-9]", 4, ("dod",), False, case_sensitive=True),  # same key both ways
+    Alternative("s__ab", "s", "ab", r"aB[a-z]{3}", 5, ("aB",), False, case_sensitive=True),
+]
+_MIXED_PIECES = ["key-", "KEY-", "Key-", "ab", "AB", "aB", "Ab", "nr", "NR", "Nr", "NrL", "nrl", "NRL", "nRl", "leU", "leu", "LEU",
+                 "QUtJ", "qutj", "QU", "Qu", "zz", "ZZyy", "zzyy", "ZZYY", "dod", "DOD", "dOd", "1234", "12", "123", "1", "2",
+                 "x", "z", "!", "a", "b", "L", "V", "U", "AB", "ABC", "abc", "xyz", " ", "-", "\n", "é", "İ",
+                 "Please summarise the quarterly report ", "and then the finance team "]
+
+
+def _naive(alts, checks=None) -> PatternDetector:
+    """The same alternatives without anchors: every pattern runs over the whole text (the reference)."""
+    from dataclasses import replace
+    return PatternDetector([replace(a, anchors=None) for a in alts], checks)
+
+
+def test_a_case_sensitive_anchor_is_found_as_written_only():
+    d = PatternDetector(MIXED)
+    assert [h.kind for h in d.scan("x NrL123 y", 0, final=True)[0]] == ["nrl"]
+    assert d.scan("x nrl123 NRL123 nRL123 y", 0, final=True)[0] == []
+    assert d.scan("the nr", 0, final=False)[1] == 4  # "nr" begins the case-insensitive "nr"
+    assert d.scan("the le", 0, final=False)[1] == 4 and d.scan("the LE", 0, final=False)[1] == 6
+    assert d.scan("the Nr", 0, final=False)[1] == 4
+    # a case-insensitive anchor at the same place as a longer case-sensitive one: both run
+    assert sorted(h.kind for h in d.scan("NrL123 Nrz QUtJAB QU! ZZyy2", 0, final=True)[0]) == ["nr", "nrl", "qu", "qutj", "zzyy"]
+    assert [h.kind for h in d.scan("dod1 DODx dodx", 0, final=True)[0]] == ["dod", "dod", "dod"]
+    aset = d._set
+    assert aset.by_anchor["NrL"] == {7} and aset.by_anchor["nr"] >= {2, 7}  # "nr" found: "NrL" may follow
+    assert aset.by_anchor["dod"] == {6, 10}
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_MIXED_PIECES), max_size=30), start=st.integers(0, 12))
+def test_case_sensitive_and_insensitive_anchors_find_what_running_every_pattern_finds(pieces, start):
+    """Differential: with the anchor index (case-sensitive anchors as written, case-insensitive ones in any
+    case, word-start and free, shared prefixes) a scan gives what running every pattern everywhere gives,
+    at every event boundary (each prefix of the text, not final) and at the end (final)."""
+    anchored, naive = PatternDetector(MIXED), _naive(MIXED)
+    full = _full_pass(anchored)
+    text = "".join(pieces)
+    start = min(start, len(text))
+    for n in range(start, len(text) + 1):
+        for final in ((False, True) if n == len(text) else (False,)):
+            want = naive.scan(text[:n], start, final)
+            assert anchored.scan(text[:n], start, final) == want, (text[:n], start, final)
+            assert full.scan(text[:n], start, final) == want, (text[:n], start, final)
+
+
+def test_the_presence_search_keeps_case_sensitive_anchors_as_written():
+    # re2 takes (?-i:...) inside (?i): the long-ASCII-text shortcut finds "NrL" and not "nrl"
+    aset = PatternDetector(MIXED)._set
+    assert aset.presence is not None
+    filler = "Please send the final figures to the team by noon " * 2
+    assert aset.presence.search(filler.encode()) is None
+    assert aset.presence.search((filler + "NrL").encode()) is not None
+    assert aset.presence.search((filler + "LEU lEu xQUtJ").encode()) is None  # "QUtJ" is a word-start anchor
+    assert aset.presence.search((filler + "KEY-").encode()) is not None  # case-insensitive as before
+    only_cs = PatternDetector([a for a in MIXED if a.case_sensitive])._set
+    assert only_cs.presence.search((filler + "nrl NRL lEu qutj dOd").encode()) is None
+    assert all(only_cs.presence.search((filler + w).encode()) is not None for w in ("NrL", "leU", " QUtJ", "dod", "aB"))
+    assert only_cs.quiet_re.search("nrl leu qutj DOD") is None and only_cs.quiet_re.search("a leU") is not None
+    assert only_cs.prefix_re.search("x Nr") is not None and only_cs.prefix_re.search("x nr") is None
+    assert only_cs.anchor_re.search("x NrL").group(2) == "NrL"
+
+
+def test_a_word_start_anchor_after_a_letter_that_case_folds_to_ascii_is_still_found():
+    # Under re.I, [A-Za-z] also matches "İ", "ſ" and the Kelvin sign: the anchors' word-start test used to
+    # count them as letters, so a key right after one was never looked at (the key's own look-behind
+    # takes them as non-ASCII, so it matches there).
+    from proxy.leak.rules import TenantInfo, compile_rules
+    from proxy.stages.leak import LeakConfig
+
+    rules = compile_rules(LeakConfig.model_validate({"type": "leak"}), {"acme": TenantInfo(None, ())})["acme"]
+    for before in ("İ", "ſ", "\u212a", "é", "ß"):
+        for key in ("sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGH1234", "AKIAIOSFODNN7EXAMPLE"):
+            out = rules.scanner().whole(f"see {before}{key} ok")
+            out = out if isinstance(out, str) else out.text
+            assert out == f"see {before}[REDACTED:secret] ok", (before, out)
+    d = PatternDetector(MIXED)
+    assert [h.kind for h in d.scan("İkey-1234", 0, final=True)[0]] == ["key"] and d.scan("İke", 0, False)[1] == 1
+    assert d.scan("Kke", 0, False)[1] == 3  # an ASCII letter before: not a word start
