@@ -130,8 +130,13 @@ class LeakStage(Stage):
     async def on_response_events(self, ex: Exchange, events: list[Event]) -> list[Event]:
         """The events of one upstream read: the text of a run of common chunks is scanned in one
         pass (TextStreamEditor.edit_many), not chunk by chunk; what reaches the client is what
-        on_response_event per event gives, or with a block, less (the text of the read before the
-        hit stays with the read). Under load one read usually holds a whole short answer."""
+        on_response_event per event gives, except: with a block, less (the text of the read before
+        the hit stays with the read); with `replace`, when the read also holds the choice's finish,
+        possibly more clean text of the answer before the message (the read judges the text as
+        ended, so what one event at a time still held only because a match might yet form there,
+        like the "[ ](" of a would-be link, is known clean and leaves first; one event at a time it
+        is dropped with the rest). Nothing else differs (tests/stages/test_leak.py,
+        assert_same_but_a_longer_clean_prefix). Under load one read usually holds a whole short answer."""
         if len(events) == 1 or (ex.response_status is not None and ex.response_status >= 400):
             out: list[Event] = []
             for ev in events:
