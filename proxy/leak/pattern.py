@@ -100,75 +100,84 @@ class AlternativeSet:
         self.anchor_re = self.prefix_re = self.quiet_re = self.presence = None
         self.clean_re = re.compile(r"(?!)")  # no anchors: nothing to find, nothing to hold
         if self.by_anchor:
-            # Each part opens with a one-character class of its anchors' first characters, so a
-            # position that cannot start an anchor costs one test, not one per trie branch. The
+            # One class of every anchor's possible first character (case-insensitive ones in both
+            # cases, case-sensitive ones as written) first: a position that cannot start an anchor
+            # costs one test, not one per part. Then the parts, each opening with its own one-character
+            # class, so a position that starts none of its anchors fails on one test, not one per trie
+            # branch: the word-start anchors (one look-behind for both kinds), then the free ones. The
             # patterns are compiled with re.I; the case-sensitive parts switch it off ((?-i:...)).
-            def parts(cs: bool, prefixes: bool) -> list[str]:
-                out = []
-                for word in (True, False):
-                    if raw[(cs, word)]:
-                        src = f"{_first(raw[(cs, word)])}(?:{trie_pattern(raw[(cs, word)], prefixes, re.escape)})"
-                        out.append((_NOT_AFTER_WORD if word else "") + (f"(?-i:{src})" if cs else src))
-                return out
+            pre = _prefilter(raw)
 
-            ci, cs = "|".join(parts(False, False)), "|".join(parts(True, False))
-            anchors = "|".join(p for p in (ci, cs) if p)
-            # group 1: a case-insensitive anchor (looked up lower-cased), group 2: a case-sensitive one
-            self.anchor_re = re.compile(f"(?=({ci})" + (f"|({cs}))" if cs else ")") if ci else f"(?=(?!)()|({cs}))", re.I)
+            def parts(prefixes: bool) -> str:
+                def one(cs: bool, word: bool) -> list[str]:
+                    if not raw[(cs, word)]:
+                        return []
+                    src = f"{_first(raw[(cs, word)])}(?:{trie_pattern(raw[(cs, word)], prefixes, re.escape)})"
+                    return [f"(?-i:{src})" if cs else src]
+                words = one(False, True) + one(True, True)
+                out = [_NOT_AFTER_WORD + "(?:" + "|".join(words) + ")"] if words else []
+                return "|".join(out + one(False, False) + one(True, False))
+
+            anchors = parts(False)
+            self.anchor_re = re.compile(f"{pre}(?=({anchors}))", re.I)
             # The common case in one search: is there any anchor from `start` on?
-            self.quiet_re = re.compile(anchors, re.I)
-            ends = "|".join(parts(False, True) + parts(True, True))
-            self.prefix_re = re.compile("(?:" + ends + r")\Z", re.I)
+            self.quiet_re = re.compile(f"{pre}(?:{anchors})", re.I)
+            ends = parts(True)
+            self.prefix_re = re.compile(f"{pre}(?:{ends})\\Z", re.I)
             self.presence = _presence(raw)
             # Both at once, for the scanner's shortcut: no match means scan() gives ([], len(text)).
-            self.clean_re = re.compile(f"(?:{anchors})|(?:" + ends + r")\Z", re.I)
+            self.clean_re = re.compile(f"{pre}(?:(?:{anchors})|(?:{ends})\\Z)", re.I)
+
+
+def _prefilter(raw: dict[tuple[bool, bool], set[str]]) -> str:
+    """A lookahead for a character that may start an anchor, without case folding: a superset. The
+    case-insensitive anchors' first characters in both cases (and the ASCII characters re.I matches
+    to a non-ASCII one), the case-sensitive ones as written, and any non-ASCII character when a
+    case-insensitive anchor starts with a cased or non-ASCII one (re.I matches "K" to the Kelvin sign)."""
+    chars: set[str] = set()
+    wide = False
+    for (cs, _), anchors in raw.items():
+        for a in anchors:
+            c = a[:1]
+            if not c:
+                continue
+            chars.add(c)
+            if cs:
+                continue
+            if c.isascii():
+                chars.update((c.lower(), c.upper()))
+                wide = wide or c.lower() != c.upper()
+            else:
+                chars.update(x for x in map(chr, range(128)) if re.fullmatch(re.escape(c), x, re.I))
+                wide = True
+    body = "".join(re.escape(c) for c in sorted(chars) if c.isascii() or not wide)
+    return "(?-i:(?=[" + body + ("\\x80-\\U0010ffff" if wide else "") + "]))"
 
 
 def _by_anchor(tables: dict[tuple[bool, bool], dict[str, set[int]]]) -> dict[str, frozenset[int]]:
-    """What an anchor found stands for: the anchor search takes the longest anchor at a position,
-    and a case-insensitive one before a case-sensitive one, word-start before free, so the text it
-    found also stands for every anchor that may match at the same place:
-    - a case-insensitive one (key: lower-cased): the anchors it starts with; the free anchors that
-      start with it (a longer free anchor behind a word-start one); the case-sensitive anchors that
-      start with it or it starts with, compared lower-cased (a superset: the case may differ);
-    - a case-sensitive one (key: as written; no case-insensitive anchor matched there): the
-      case-sensitive anchors it starts with and the free ones that start with it."""
-    ci = {k: set(v) for k, v in tables[(False, True)].items()}
-    for k, v in tables[(False, False)].items():
-        ci.setdefault(k, set()).update(v)
-    cs = {k: set(v) for k, v in tables[(True, True)].items()}
-    for k, v in tables[(True, False)].items():
-        cs.setdefault(k, set()).update(v)
-
-    def longer(table: dict[str, set[int]], fold: bool) -> dict[str, set[int]]:
-        """proper prefix -> the alternatives of the anchors that start with it"""
-        out: dict[str, set[int]] = {}
+    """What an anchor found stands for, keyed lower-cased (also the case-sensitive ones: the found
+    text is one of them as written, and its lower-cased form only widens the set). The anchor search
+    takes the longest anchor of the first part that matches at a position, so the text found also
+    stands for every anchor that may match at the same place: the anchors it starts with, and the
+    anchors of a later part that start with it (case-sensitive word-start anchors behind
+    case-insensitive ones, free anchors behind word-start ones); compared lower-cased, a superset."""
+    every: dict[str, set[int]] = {}
+    longer: dict[str, set[int]] = {}
+    for (cs, word), table in tables.items():
         for k, v in table.items():
-            k = k.lower() if fold else k
-            for j in range(1, len(k)):
-                out.setdefault(k[:j], set()).update(v)
-        return out
-
-    ci_free_longer = longer(tables[(False, False)], False)
-    cs_free_longer = longer(tables[(True, False)], False)
-    cs_folded: dict[str, set[int]] = {}
-    for k, v in cs.items():
-        cs_folded.setdefault(k.lower(), set()).update(v)
-    cs_folded_longer = longer(cs, True)
+            k = k.lower()
+            every.setdefault(k, set()).update(v)
+            if cs or not word:  # the first part (case-insensitive, word start) is never behind another
+                for j in range(1, len(k)):
+                    longer.setdefault(k[:j], set()).update(v)
     interned: dict[frozenset[int], frozenset[int]] = {}
-    out: dict[str, set[int]] = {}
-    for k in ci:
-        s = set().union(*(ci[k[:j]] for j in range(1, len(k) + 1) if k[:j] in ci))
-        if cs_folded:
-            s.update(*(cs_folded[k[:j]] for j in range(1, len(k) + 1) if k[:j] in cs_folded))
-            s.update(cs_folded_longer.get(k, ()))
-        s.update(ci_free_longer.get(k, ()))
-        out[k] = s
-    for k in cs:
-        s = set().union(*(cs[k[:j]] for j in range(1, len(k) + 1) if k[:j] in cs))
-        s.update(cs_free_longer.get(k, ()))
-        out.setdefault(k, set()).update(s)  # a key both ways: the union (a superset either way)
-    return {k: interned.setdefault(frozenset(v), frozenset(v)) for k, v in out.items()}
+    out: dict[str, frozenset[int]] = {}
+    for k in every:
+        s = set().union(*(every[k[:j]] for j in range(1, len(k) + 1) if k[:j] in every))
+        s.update(longer.get(k, ()))
+        fs = frozenset(s)
+        out[k] = interned.setdefault(fs, fs)
+    return out
 
 
 # Longer ASCII text looks for anchors with google-re2 (a DFA: ~1.5 us for 150 characters where the
@@ -241,8 +250,7 @@ class PatternDetector:
             by = aset.by_anchor
             for m in aset.anchor_re.finditer(text, start):
                 # Case mappings that change length ("İ") miss the table: then run every pattern.
-                g = m.group(1)
-                run = run | by.get(g.lower() if g is not None else m.group(2), aset.anchored)
+                run = run | by.get(m.group(1).lower(), aset.anchored)
             if not final:
                 p = aset.prefix_re.search(text, max(start, n - aset.anchor_len))
                 if p is not None:

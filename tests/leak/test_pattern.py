@@ -1,3 +1,5 @@
+import re
+
 import regex
 from hypothesis import given, settings, strategies as st
 
@@ -84,7 +86,9 @@ def test_an_anchor_whose_lowercase_changes_length_runs_every_pattern():
 # The one-search shortcut for clean text must give what the full anchor pass gives.
 _PIECES = ["sk-", "SK-proj-", "AKIA", "ghp_", "github_pat_", "xox", "AIza", "sk_live_", "eyJ", "-----BEGIN ", "![",
            "<img", "\x1b[", "\x1b]", "\x85", "password", "Token", "ACME-1", "GLOBEX-2", "globex", "acme", "İd",
-           "a", "s", "k", "x", "g", "-", "_", "=", ":", " ", "  ", "\n", "0", "9", "Z", "q", "é", "(", "]"]
+           "a", "s", "k", "x", "g", "-", "_", "=", ":", " ", "  ", "\n", "0", "9", "Z", "q", "é", "(", "]",
+           # base64 anchors (as written only) and other cases of them; letters re.I folds to ASCII
+           "NrL", "nrl", "NRL", "leU", "LEU", "le", "HBf", "hbf", "HB", "c2st", "C2ST", "Z2h", "z2H", "4b3", "G", "m", "\u212a", "\u017f"]
 
 
 def _full_pass(d: PatternDetector) -> PatternDetector:
@@ -169,9 +173,9 @@ def test_a_case_sensitive_anchor_is_found_as_written_only():
     # a case-insensitive anchor at the same place as a longer case-sensitive one: both run
     assert sorted(h.kind for h in d.scan("NrL123 Nrz QUtJAB QU! ZZyy2", 0, final=True)[0]) == ["nr", "nrl", "qu", "qutj", "zzyy"]
     assert [h.kind for h in d.scan("dod1 DODx dodx", 0, final=True)[0]] == ["dod", "dod", "dod"]
-    aset = d._set
-    assert aset.by_anchor["NrL"] == {7} and aset.by_anchor["nr"] >= {2, 7}  # "nr" found: "NrL" may follow
-    assert aset.by_anchor["dod"] == {6, 10}
+    aset = d._set  # keyed lower-cased: a case-sensitive anchor found is one as written
+    assert aset.by_anchor["nrl"] == {2, 7} and aset.by_anchor["nr"] == {2, 7}  # "nr" found: "NrL" may follow
+    assert aset.by_anchor["dod"] == {6, 10} and aset.by_anchor["qu"] == {3, 9}
 
 
 @settings(max_examples=500, deadline=None)
@@ -205,7 +209,20 @@ def test_the_presence_search_keeps_case_sensitive_anchors_as_written():
     assert all(only_cs.presence.search((filler + w).encode()) is not None for w in ("NrL", "leU", " QUtJ", "dod", "aB"))
     assert only_cs.quiet_re.search("nrl leu qutj DOD") is None and only_cs.quiet_re.search("a leU") is not None
     assert only_cs.prefix_re.search("x Nr") is not None and only_cs.prefix_re.search("x nr") is None
-    assert only_cs.anchor_re.search("x NrL").group(2) == "NrL"
+    assert only_cs.anchor_re.search("x NrL").group(1) == "NrL" and only_cs.anchor_re.search("x nrl") is None
+
+
+def test_the_first_character_prefilter_is_a_superset():
+    from proxy.leak.pattern import _prefilter
+
+    pre = re.compile(_prefilter({(False, True): {"key-", "İd"}, (False, False): {"<", "\\x"}, (True, True): {"QUtJ"},
+                                 (True, False): {"NrL", "leU", "9x"}}), re.I)
+    for c in "kKİiI<\\QNl9\u212a\u017fé":
+        assert pre.match(c), c
+    for c in "abnqLu8 -":
+        assert not pre.match(c), c
+    # without any cased case-insensitive first character, non-ASCII text is not let through
+    assert not re.compile(_prefilter({(False, False): {"<"}, (True, False): {"NrL"}}), re.I).match("é")
 
 
 def test_a_word_start_anchor_after_a_letter_that_case_folds_to_ascii_is_still_found():
