@@ -9,7 +9,9 @@ Anchors make the common case cheap. Every built-in alternative declares the
 literals its matches start with ("sk-", "AKIA", "![", the identifiers...). One
 lookahead pass over the buffer finds which anchors occur; only their alternatives
 run. A buffer ending in a prefix of an anchor ("...the s") is held from there.
-Clean text, with no anchor in it, costs two small `re` searches.
+Clean text, with no anchor in it, costs two small `re` searches. Anchors match in
+any case, except those of a case-sensitive alternative (base64 characters), which
+count only as written.
 
 When an alternative runs it uses the `regex` module's partial matching, so any
 pattern, the policy's own included, knows exactly from where a match could still
