@@ -363,7 +363,7 @@ def encoded_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
                     r"(?<![A-Za-z0-9+/_\-])(?:" + "|".join(map(esc, b64)) + r")[A-Za-z0-9+/_\-]{8," + str(_MAX) + "}={0,2}",
                     _MAX + 20, tuple(b64), True, case_sensitive=True),
         Alternative("secret__hex", "secret", "hex",
-                    r"(?i:(?<![A-Za-z0-9])(?:0x)?(?:" + "|".join(hexes) + r")[0-9a-f]{8," + str(_MAX) + "})",
+                    r"(?i:(?-i:(?<![A-Za-z0-9]))(?:0x)?(?:" + "|".join(hexes) + r")[0-9a-f]{8," + str(_MAX) + "})",
                     _MAX + 30, tuple(hexes) + tuple("0x" + h for h in hexes), True),
         Alternative("secret__rot13", "secret", "rot13",
                     r"(?<![A-Za-z0-9_\-])(?:" + "|".join(map(esc, rot)) + r")[A-Za-z0-9_\-.]{8," + str(_MAX) + "}",  # "." for a JWT

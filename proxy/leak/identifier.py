@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from proxy.leak.hit import Hit
-from proxy.leak.literal import word_literals
+from proxy.leak.literal import literal_forms, word_literals
 from proxy.leak.pattern import Alternative, Check, PatternDetector
 
 GROUP = "cross_tenant__cross_tenant"
@@ -32,8 +32,11 @@ class IdentifierIndex:
         self._owners = {k: frozenset(v) for k, v in owners.items()}
         self._alternative = None
         if self._owners:
-            self._alternative = Alternative(GROUP, "cross_tenant", "cross_tenant", word_literals(self._owners).pattern,
-                                            max(len(k) for k in self._owners) + 1, tuple(self._owners), True)
+            # Searched as written and case-folded (see literal_forms); owners keyed case-folded, and a
+            # match's casefold() is one of those keys.
+            forms = literal_forms(lit.strip() for lits in identifiers.values() for lit in lits if lit.strip())
+            self._alternative = Alternative(GROUP, "cross_tenant", "cross_tenant", word_literals(forms).pattern,
+                                            max(len(k) for k in forms) + 1, tuple(forms), True)
 
     def alternative_for(self, tenant: str) -> tuple[Alternative, Check] | None:
         """The shared alternative and this tenant's owner check (None if nothing is foreign to it)."""

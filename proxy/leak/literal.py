@@ -39,7 +39,17 @@ def _emit(node: dict, prefixes: bool = False, escape: Callable[[str], str] = reg
     return body
 
 
+def literal_forms(literals: Iterable[str]) -> list[str]:
+    """The forms of case-insensitive literals to search for: each as written, lower-cased and case-folded.
+
+    `regex`'s IGNORECASE folds one character to one character (simple case folding), so a
+    case-folded "straße-7731" ("strasse-7731") does not match the text "straße-7731", nor
+    "i̇zmir" (casefold of "İzmir") the text "İzmir". The form as written matches the text as
+    written in any simple case; the case-folded form matches "STRASSE-7731" too."""
+    return sorted({form for lit in literals if lit for form in (lit, lit.lower(), lit.casefold())})
+
+
 def word_literals(literals: Iterable[str]) -> "regex.Pattern[str]":
-    """Case-insensitive literals that must not sit inside a longer word or number."""
-    src = trie_pattern(sorted({lit.casefold() for lit in literals if lit}))
+    """Case-insensitive literals (see literal_forms) that must not sit inside a longer word or number."""
+    src = trie_pattern(literal_forms(literals))
     return regex.compile(r"(?i:(?<![^\W_])(?:" + src + r")(?![^\W_]))")

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 from proxy.leak.fingerprint import FingerprintDetector, PromptFingerprint
 from proxy.leak.identifier import IdentifierIndex
-from proxy.leak.literal import trie_pattern, word_literals
+from proxy.leak.literal import literal_forms, trie_pattern, word_literals
 from proxy.leak.encoded import encoded_alternatives
 from proxy.leak.markup import ansi_alternatives, ansi_text_alternatives, image_alternatives, link_alternatives, xss_alternatives
 from proxy.leak.pattern import Alternative, AlternativeSet, Check, Compiled, PatternDetector
@@ -112,9 +112,9 @@ def compile_rules(config: Any, tenants: Mapping[str, TenantInfo]) -> dict[str, T
                 checks[found[0].group] = found[1]
         canaries = list(config.canaries) + (list(own.canaries) if own else [])
         if on("canary") and canaries:
-            lits = sorted({c.casefold() for c in canaries})
+            lits = literal_forms(canaries)  # as written and case-folded: "straße" is not found by "strasse"
             alts.append(Alternative("canary__canary", "canary", "canary", "(?i:" + trie_pattern(lits) + ")",
-                                    max(len(c) for c in canaries), tuple(lits), False))
+                                    max(len(c) for c in lits), tuple(lits), False))
         if on("moderation"):
             alts += _moderation(config.moderation, own.moderation if own else None)
         if on("markdown_image"):
@@ -157,8 +157,9 @@ def _moderation(common: LeakModeration, own: LeakModeration | None) -> list[Alte
     pats = list(common.patterns) + (list(own.patterns) if own else [])
     alts = []
     if terms:
+        forms = literal_forms(terms)
         alts.append(Alternative("moderation__blocked_term", "moderation", "blocked_term", word_literals(terms).pattern,
-                                max(len(t) for t in terms) + 1, tuple(t.casefold() for t in terms), True))
+                                max(len(t) for t in forms) + 1, tuple(forms), True))
     alts += [Alternative(f"moderation__{p.name}", "moderation", p.name, p.regex, p.max_len, tuple(p.anchors) or None, False)
              for p in pats]
     return alts

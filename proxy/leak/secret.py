@@ -39,7 +39,9 @@ BUILTIN: dict[str, tuple[str, int, tuple[str, ...], bool]] = {
     "jwt": (_B + r"eyJ[A-Za-z0-9_\-]{8,4096}\.eyJ[A-Za-z0-9_\-]{8,4096}\.[A-Za-z0-9_\-]{8,4096}", 12300, ("eyj",), True),
     # password = "...", aws_secret_access_key: ..., "client_secret": "..."
     # The keyword may follow "_" or "-" (aws_secret_access_key) but not a letter: "this" is not "s...".
-    "generic_secret": (r"(?i:(?<![A-Za-z0-9])(?:(?:api|access|auth|client|private|secret)[_\-]?(?:key|secret|token)"
+    # The look-behind is not case-folded: under (?i) [A-Za-z] also matches "İ", "ı", "ſ" and the
+    # Kelvin sign, and "İpassword: ..." was never matched.
+    "generic_secret": (r"(?i:(?-i:(?<![A-Za-z0-9]))(?:(?:api|access|auth|client|private|secret)[_\-]?(?:key|secret|token)"
                        r"|secret|passwd|password|token)[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?)"
                        r"(?P<value>[A-Za-z0-9/+_\-.=~]{16,256})", 320,
                        ("api", "access", "auth", "client", "private", "secret", "passwd", "password", "token"), True),

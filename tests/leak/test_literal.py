@@ -28,3 +28,15 @@ def test_prefix_trie_matches_every_non_empty_prefix(lits, probe):
     p = re.compile("(?:" + trie_pattern(lits, prefixes=True, escape=re.escape) + r")\Z")
     prefixes = {lit[:k] for lit in lits for k in range(1, len(lit) + 1)}
     assert bool(p.match(probe)) == (probe in prefixes)
+
+
+def test_word_literals_find_a_literal_whose_case_folding_changes_its_length_as_written_and_folded():
+    # regex's IGNORECASE is simple case folding: the case-folded "strasse" alone does not find "Straße".
+    from proxy.leak.literal import literal_forms
+
+    p = word_literals(["Straße-Kto", "İzmir-55", "ﬁnch-1"])
+    for text in ("Straße-Kto", "STRAßE-KTO", "straße-kto", "STRASSE-KTO", "strasse-kto", "İzmir-55", "İZMIR-55", "ﬁnch-1", "FINCH-1"):
+        m = p.search(f"see {text}.")
+        assert m is not None and m.group() == text, text
+    assert p.search("xStraße-Kto") is None and p.search("Straße-Kto9") is None
+    assert literal_forms(["Straße", "", "abc"]) == sorted({"Straße", "straße", "strasse", "abc"})

@@ -618,3 +618,57 @@ async def test_a_clean_whole_answer_makes_no_editor_and_keeps_its_bytes():
     out = await chain.run_event(ex, ev) + await chain.run_end(ex)
     assert ex.state["leak"].editor is not None
     assert out[0].payload["choices"][0]["message"]["content"] == "here: [REDACTED:secret]"
+
+
+# Unicode case folding (the bug class of the "İsk-proj-" miss): a value right after a character that
+# case-folds to ASCII ("İ", "ı", "ſ", the Kelvin sign), and literals whose full case folding changes
+# their length ("ß" -> "ss", "İ" -> "i̇", "ﬁ" -> "fi"), streamed whole and in every two-way split.
+_FOLDING_POLICY = make_policy(tenants={"globex": {"plan": "pro", "identifiers": ["GLOBEX-ACCT-7777", "Straße-Kto-4410",
+                                                                                 "İzmir-Hesap-55"]}})
+_FOLDING_CASES = [
+    # (what follows the folding character, what must not reach the client)
+    ("api_key=Zq8Rt2Wv5Yx7Bn4Mk6Pl", "Zq8Rt2Wv5Yx7Bn4Mk6Pl"),
+    ("password: Qw9Er8Ty7Ui6Op5As4", "Qw9Er8Ty7Ui6Op5As4"),
+    ("736b2d70726f6a2d4162336445356748374a6b394d6e3150", "736b2d70726f6a2d"),  # hex of an OpenAI key
+]
+
+
+@pytest.mark.parametrize("before", ["İ", "ı", "ſ", "\u212a"])
+@pytest.mark.parametrize("value,forbidden", _FOLDING_CASES)
+async def test_a_secret_right_after_a_letter_that_case_folds_to_ascii_is_redacted(before, value, forbidden):
+    text = f"see {before}{value} ok"
+    for cuts in ([], *([c] for c in range(len(text) + 1))):
+        chain = Chain([stage()])
+        ex = await started(chain)
+        out, denied = await stream_through(chain, ex, sse(split(text, cuts)))
+        got = client_text(out)
+        assert denied is None and forbidden not in got and "[REDACTED:secret]" in got, (before, cuts, got)
+
+
+@pytest.mark.parametrize("canary,written", [("zebra-straße-7731", "zebra-straße-7731"),
+                                            ("ZEBRA-STRAẞE-7731", "Zebra-Straße-7731"),
+                                            ("İpek-canary-7731", "İpek-canary-7731"),
+                                            ("ﬁnch-canary-7731", "ﬁnch-canary-7731"),
+                                            ("zebra-straße-7731", "ZEBRA-STRASSE-7731")])
+async def test_a_canary_whose_case_folding_changes_its_length_is_caught_as_written(canary, written):
+    text = f"The code is {written}, keep it."
+    for cuts in ([], *([c] for c in range(len(text) + 1))):
+        chain = Chain([stage(canaries=[canary], actions={"canary": "redact"})])
+        ex = await started(chain)
+        out, denied = await stream_through(chain, ex, sse(split(text, cuts)))
+        got = client_text(out)
+        assert denied is None and got == "The code is [REDACTED:canary], keep it.", (canary, cuts, got)
+
+
+@pytest.mark.parametrize("written", ["Straße-Kto-4410", "STRASSE-KTO-4410", "straße-kto-4410", "İzmir-Hesap-55"])
+async def test_a_foreign_identifier_whose_case_folding_changes_its_length_is_caught_as_written(written):
+    text = f"Account {written} is overdue."
+    for cuts in ([], *([c] for c in range(len(text) + 1))):
+        chain = Chain([make_stage(LeakStage, {"type": "leak", "actions": {"cross_tenant": "redact"}}, _FOLDING_POLICY)])
+        ex = make_exchange(_FOLDING_POLICY, {"model": "gpt-4o-mini", "stream": True,
+                                             "messages": [{"role": "user", "content": "hi"}]}, tenant="acme")
+        assert await chain.run_request(ex) is None
+        ex.response_status = 200
+        out, denied = await stream_through(chain, ex, sse(split(text, cuts)))
+        got = client_text(out)
+        assert denied is None and got == "Account [REDACTED:cross_tenant] is overdue.", (written, cuts, got)
