@@ -347,7 +347,11 @@ class Detector:
             ctx = self._contexts.get(sp.entity)
             if ctx and score < 1.0:
                 if lowered is None:
+                    # Offsets of `text` are used in it: "İ".lower() is two code points, the only
+                    # character whose lower() changes length, so it is mapped to "i" first.
                     lowered = text.lower()
+                    if len(lowered) != len(text):
+                        lowered = text.replace("\u0130", "i").lower()
                 if self._has_context(lowered, sp.start, sp.end, ctx):
                     score = min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN))
             if score >= self._threshold and score > 0:

@@ -77,8 +77,13 @@ class WideCreditCardRecognizer(CreditCardRecognizer):
 
 
 class CaseFoldIbanRecognizer(IbanRecognizer):
+    # Any case, but ASCII only: under IGNORECASE Presidio's [A-Z] and [A-Z0-9] also match "ı", "İ", "ſ"
+    # and the Kelvin sign, so an IBAN next to one was never found (its look-arounds took them for
+    # letters, or its last group took one in and the checksum failed). Both cases spelled out instead.
     def __init__(self) -> None:
         super().__init__(regex_flags=re.DOTALL | re.MULTILINE | re.IGNORECASE)
+        self.patterns = [Pattern(p.name, "(?-i:" + p.regex.replace("[A-Z0-9]", "[A-Za-z0-9]").replace("[A-Z]", "[A-Za-z]") + ")",
+                                 p.score) for p in self.patterns]
 
     def validate_result(self, pattern_text: str):
         upper = pattern_text.upper()

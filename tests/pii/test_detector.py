@@ -152,3 +152,19 @@ def test_evasion_round_trip_is_byte_exact(det):
     tokenized = tokenize(text, det.find(text), vault)
     assert tokenized == "mail <EMAIL_ADDRESS_1>, card <CREDIT_CARD_1>"
     assert Restorer(vault).restore_text(tokenized) == text
+
+
+def test_context_words_are_looked_up_at_the_right_offsets_after_a_dotted_capital_i(det):
+    # "İ".lower() is "i̇" (two code points): a lower-cased copy of the text is longer than the text.
+    for pre in ("", "İ", "İİ", "İİİİİİ"):
+        base = [(s.end - s.start, s.entity, s.score) for s in det.find("phone 5551234567")]
+        text = f"{pre} phone 5551234567"
+        assert [(s.end - s.start, s.entity, s.score) for s in det.find(text)] == base, pre
+        assert found(det, f"5551234567 phone {pre}")[0][0] == "5551234567"
+
+
+@pytest.mark.parametrize("c", ["ı", "İ", "ſ", "\u212a"])
+def test_an_iban_next_to_a_letter_that_case_folds_to_ascii_is_found(det, c):
+    assert found(det, f"IBAN {c}DE89370400440532013000 ok") == [("DE89370400440532013000", "IBAN_CODE")]
+    assert found(det, f"IBAN DE89370400440532013000{c} ok") == [("DE89370400440532013000", "IBAN_CODE")]
+    assert found(det, "IBAN xDE89370400440532013000 ok") == []  # an ASCII letter before: still not an IBAN start

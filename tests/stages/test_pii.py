@@ -382,3 +382,24 @@ async def test_no_identity_fails_closed(stage, policy):
     ex = make_exchange(policy, chat({"role": "user", "content": f"mail {EMAIL}"}), tenant=None)
     deny = await stage.on_request(ex)
     assert deny is not None and deny.status == 500
+
+
+# Unicode case folding: "İ".lower() is two code points, so context words looked up in text.lower() at
+# the original offsets were shifted ("İSTANBUL İLETİŞİM phone 5551234567": "phone" was cut to "ph" and the
+# number, which needs its context word, reached the provider); under IGNORECASE the IBAN's [A-Z0-9]
+# look-arounds took "ı", "İ", "ſ" and the Kelvin sign for letters.
+@pytest.mark.parametrize("text,value", [
+    ("İSTANBUL İLETİŞİM phone 5551234567 please", "5551234567"),
+    ("İİ call 555 12345 today", "555 12345"),
+    ("Kontakt İİİİ mobile: 4155550134", "4155550134"),
+    ("IBAN ıDE89370400440532013000 ok", "DE89370400440532013000"),
+    ("IBAN DE89370400440532013000ı ok", "DE89370400440532013000"),
+    ("IBAN \u212aDE89 3704 0044 0532 0130 00 ok", "DE89 3704 0044 0532 0130 00"),
+    ("IBAN ſDE89370400440532013000 ok", "DE89370400440532013000"),
+])
+async def test_pii_next_to_a_character_whose_case_mapping_changes_length_or_folds_to_ascii_is_tokenized(stage, policy, text, value):
+    ex, deny = await tokenized(stage, policy, chat({"role": "user", "content": text}))
+    assert deny is None
+    sent = ex.body["messages"][0]["content"]
+    assert value not in sent and "_1>" in sent, sent
+    await Chain([stage]).run_complete(ex)
