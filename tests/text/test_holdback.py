@@ -66,3 +66,17 @@ def test_output_is_the_input_in_order_for_any_split(text, sizes):
         while start != -1:
             assert not any(start < c < start + len(tok) for c in cut_points)
             start = text.find(tok, start + 1)
+
+
+def test_case_insensitive_hold_is_placed_in_the_original_text_after_a_dotted_capital_i():
+    # "İ".lower() is two code points: an index into the lower-cased tail was one too far per "İ",
+    # so the literal's first characters were released and the rest held (then never matched).
+    lp = LiteralPrefixes(["canary-7731"], case_insensitive=True)
+    assert lp.hold_from("xİcan") == 2 and lp.hold_from("İİİCANARY-77") == 3
+    lit = "canary-7731"
+    text = f"see İİİ{lit} ok"
+    for k in range(len(text) + 1):
+        hb = HoldBack(lp.hold_from, lp.max_len)
+        first = hb.push(text[:k])
+        assert first + hb.held == text[:k]
+        assert not any(first.endswith(lit[:j]) for j in range(1, len(lit))), (k, first)  # never a cut literal
