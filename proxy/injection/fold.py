@@ -39,6 +39,7 @@ _CONFUSABLE = {
 }
 _CONFUSABLE_TABLE = str.maketrans(_CONFUSABLE)
 _CONF_CLASS = "".join(_CONFUSABLE)
+_TURKISH_I = {0x130: "i", 0x131: "i"}
 _MIXED_WORD = re.compile(f"\\w*(?:[A-Za-z][{_CONF_CLASS}]|[{_CONF_CLASS}][A-Za-z])\\w*")
 
 # "i g n o r e" / "i.g.n.o.r.e": four or more single letters joined by one separator.
@@ -78,7 +79,10 @@ def fold(text: str) -> Folded:
             tricks.append("homoglyph")
             text = _MIXED_WORD.sub(lambda m: m.group().translate(_CONFUSABLE_TABLE), text)
     # Collapse runs of spaces but keep line breaks: some markers only count at a line start.
-    plain = "\n".join(" ".join(line.split()) for line in text.lower().splitlines() if line and not line.isspace())
+    # Turkish "İ" lower-cases to "i" + a combining dot and "ı" has no ASCII lower case: both read as
+    # "i" (not a homoglyph signal: Turkish prose is full of them), or "İGNORE" would hide "ignore".
+    low = text.lower() if text.isascii() else text.translate(_TURKISH_I).lower()
+    plain = "\n".join(" ".join(line.split()) for line in low.splitlines() if line and not line.isspace())
     if _SPACED_HINT.search(plain):
         plain = _SPACED.sub(lambda m: _SPACED_SEP.sub("", m.group()), plain)
     if _LEET_HINT.search(plain):

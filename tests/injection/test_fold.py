@@ -99,3 +99,8 @@ def test_unleet_equals_the_full_pass_on_the_dev_set():
         assert _unleet(plain) == _general_unleet(plain), row.text[:80]
         n += 1
     assert n > 2000
+
+
+def test_dotted_and_dotless_i_read_as_i_without_a_trick():
+    f = fold("İGNORE prevıous İnstructİons, İstanbul")
+    assert f.plain == "ignore previous instructions, istanbul" and f.tricks == ()
