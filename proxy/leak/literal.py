@@ -45,8 +45,17 @@ def literal_forms(literals: Iterable[str]) -> list[str]:
     `regex`'s IGNORECASE folds one character to one character (simple case folding), so a
     case-folded "straße-7731" ("strasse-7731") does not match the text "straße-7731", nor
     "i̇zmir" (casefold of "İzmir") the text "İzmir". The form as written matches the text as
-    written in any simple case; the case-folded form matches "STRASSE-7731" too."""
-    return sorted({form for lit in literals if lit for form in (lit, lit.lower(), lit.casefold())})
+    written in any simple case; the case-folded form matches "STRASSE-7731" too. A literal whose
+    casefold() is its lower() at the same length (every ASCII one) needs only that form: the trie
+    and the anchors of 1,000 tenants' identifiers do not double."""
+    out: set[str] = set()
+    for lit in literals:
+        if lit:
+            folded = lit.casefold()
+            out.add(folded)
+            if len(folded) != len(lit) or folded != lit.lower():
+                out.update((lit, lit.lower()))
+    return sorted(out)
 
 
 def word_literals(literals: Iterable[str]) -> "regex.Pattern[str]":

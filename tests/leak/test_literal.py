@@ -40,3 +40,10 @@ def test_word_literals_find_a_literal_whose_case_folding_changes_its_length_as_w
         assert m is not None and m.group() == text, text
     assert p.search("xStraße-Kto") is None and p.search("Straße-Kto9") is None
     assert literal_forms(["Straße", "", "abc"]) == sorted({"Straße", "straße", "strasse", "abc"})
+
+
+def test_ascii_literals_have_one_form():
+    from proxy.leak.literal import literal_forms
+
+    assert literal_forms(["ACME-ACCT-0001", "acme-acct-0001", "Globex"]) == ["acme-acct-0001", "globex"]
+    assert literal_forms(["İd"]) == sorted({"İd", "i̇d"}) and literal_forms(["ﬁx"]) == sorted({"ﬁx", "fix"})
