@@ -65,7 +65,8 @@ class Folded:
 
 def fold(text: str) -> Folded:
     tricks: list[str] = []
-    if not text.isascii():  # pure ASCII (most traffic) cannot hide any of these tricks
+    ascii_text = text.isascii()
+    if not ascii_text:  # pure ASCII (most traffic) cannot hide any of these tricks
         if _ZERO_WIDTH_RE.search(text):
             tricks.append("zero_width")
         if _BIDI_RE.search(text):
@@ -81,7 +82,7 @@ def fold(text: str) -> Folded:
     # Collapse runs of spaces but keep line breaks: some markers only count at a line start.
     # Turkish "İ" lower-cases to "i" + a combining dot and "ı" has no ASCII lower case: both read as
     # "i" (not a homoglyph signal: Turkish prose is full of them), or "İGNORE" would hide "ignore".
-    low = text.lower() if text.isascii() else text.translate(_TURKISH_I).lower()
+    low = text.lower() if ascii_text else text.translate(_TURKISH_I).lower()
     plain = "\n".join(" ".join(line.split()) for line in low.splitlines() if line and not line.isspace())
     if _SPACED_HINT.search(plain):
         plain = _SPACED.sub(lambda m: _SPACED_SEP.sub("", m.group()), plain)
