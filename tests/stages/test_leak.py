@@ -672,3 +672,18 @@ async def test_a_foreign_identifier_whose_case_folding_changes_its_length_is_cau
         out, denied = await stream_through(chain, ex, sse(split(text, cuts)))
         got = client_text(out)
         assert denied is None and got == "Account [REDACTED:cross_tenant] is overdue.", (written, cuts, got)
+
+
+async def test_case_folding_cases_are_caught_in_a_non_streamed_body_too():
+    cases = [(stage(), f"see İ{_FOLDING_CASES[0][0]} ok", _FOLDING_CASES[0][1]),
+             (stage(canaries=["zebra-straße-7731"], actions={"canary": "redact"}), "code Zebra-Straße-7731.", "Straße"),
+             (make_stage(LeakStage, {"type": "leak", "actions": {"cross_tenant": "redact"}}, _FOLDING_POLICY),
+              "Account İzmir-Hesap-55 is overdue.", "İzmir")]
+    for st, text, forbidden in cases:
+        chain = Chain([st])
+        ex = make_exchange(st.policy, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, tenant="acme")
+        assert await chain.run_request(ex) is None
+        ex.response_status = 200
+        out = await chain.run_event(ex, Event(kind="body", data=orjson.dumps(chat_body(text)).decode())) + await chain.run_end(ex)
+        got = out[0].payload["choices"][0]["message"]["content"]
+        assert forbidden not in got and "[REDACTED:" in got, (text, got)
