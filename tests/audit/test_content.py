@@ -7,9 +7,11 @@ from proxy.audit.content import ErasureRefused, SubjectKeys
 
 def test_encrypt_decrypt_and_shred(tmp_path):
     keys = SubjectKeys(tmp_path, b"kek-secret")
-    blob = keys.encrypt("acme", "alice", "req-1", {"prompt": ["hi"]})
-    assert "hi" not in str(blob)
-    assert keys.decrypt("acme", "alice", "req-1", blob) == {"prompt": ["hi"]}
+    # A plaintext long enough that random base64 cannot contain it by chance ("hi" did, 1 run in ~100).
+    secret = "alice's card is 4111 1111 1111 1111"
+    blob = keys.encrypt("acme", "alice", "req-1", {"prompt": [secret]})
+    assert "4111" not in str(blob) and "card is" not in str(blob)
+    assert keys.decrypt("acme", "alice", "req-1", blob) == {"prompt": [secret]}
     assert keys.decrypt("acme", "alice", "req-2", blob) is None  # bound to its record
     assert keys.decrypt("globex", "alice", "req-1", blob) is None  # and to its tenant
     assert keys.shred("acme", "alice", {}) is True
