@@ -40,9 +40,11 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 
 import regex
 
+from proxy.leak.literal import trie_pattern
 from proxy.leak.pattern import Alternative, Check
 
 # The literal starts of the built-in key shapes, as written (secret.BUILTIN lists them lower-cased).
@@ -60,20 +62,17 @@ def _b64_anchor(start: str) -> str:
     return base64.b64encode(raw).decode()[: len(raw) // 3 * 4 + len(raw) % 3]
 
 
-def _shapes():
+@functools.cache
+def _shapes() -> tuple[list["regex.Pattern[str]"], "regex.Pattern[str]"]:
+    """The built-in key shapes' regexes (but generic_secret), one by one and as one search."""
     from proxy.leak.secret import BUILTIN
-    return [regex.compile(pat) for name, (pat, _, _, _) in BUILTIN.items() if name != "generic_secret"]
-
-
-_SHAPES = None
+    sources = [pat for name, (pat, _, _, _) in BUILTIN.items() if name != "generic_secret"]
+    return [regex.compile(pat) for pat in sources], regex.compile("|".join(f"(?:{pat})" for pat in sources))
 
 
 def is_key(text: str, random: bool = False) -> bool:
     """Whether `text` starts with a built-in key shape (`random`: one with letters and digits or both cases)."""
-    global _SHAPES
-    if _SHAPES is None:
-        _SHAPES = _shapes()
-    for p in _SHAPES:
+    for p in _shapes()[0]:
         m = p.match(text)
         if m is not None and (not random or _mixed(m.group())):
             return True
@@ -114,16 +113,9 @@ def _rot13_check(m: "regex.Match[str]") -> bool:
 
 # ---------------------------------------------------------------- a key anywhere in an encoded run
 
-_KEY_RE = None
-
-
 def has_key(text: str) -> bool:
     """Whether a built-in key shape occurs anywhere in `text` (with the shapes' own word-start rules)."""
-    global _KEY_RE
-    if _KEY_RE is None:
-        from proxy.leak.secret import BUILTIN
-        _KEY_RE = regex.compile("|".join(f"(?:{pat})" for name, (pat, _, _, _) in BUILTIN.items() if name != "generic_secret"))
-    return _KEY_RE.search(text) is not None
+    return _shapes()[1].search(text) is not None
 
 
 _B64 = "A-Za-z0-9+/_\\-"  # standard and url-safe alphabets (as a class body)
@@ -148,7 +140,7 @@ _BREAK_RE = regex.compile(r"(?:\r?\n|(?:\\r)?\\n)[ \t]*")
 # starts with l, e or a 16-valued character) and the G/W/m/2 of gh*_ at alignment 1, so a delta ending
 # in "l", "m" or a digit waits one event (prose streamed word by word: 7.8 % of deltas end holding
 # something without these anchors, 17.8 % with them searched case-insensitively and l n d f v first,
-# 10.4 % now; measured in the note of session 14).
+# 10.4 % now; measured in session 13, bench/RESULTS.md).
 _FIRST_RANK = {**{c: 0 for c in "0123456789+/"}, **{c: 1 for c in "BCDEFGHJKLMNOPQRSTUVWXYZ"},
                **{c: 2 for c in "jqvxzbcmwupAI"}, **{c: 3 for c in "lokgha"}}
 
@@ -292,32 +284,6 @@ def _with_breaks(anchor: str) -> list[str]:
     return out
 
 
-def _trie(words: list[str], between: str) -> str:
-    """One regex for `words` as a trie (a position that starts none of them fails on one character
-    test, where an alternation of the words tries each), with `between` between two characters."""
-    tree: dict = {}
-    for w in words:
-        node = tree
-        for ch in w:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict) -> str:
-        branches = []
-        for ch, sub in sorted(node.items()):
-            if not ch:
-                continue
-            tail = ""
-            if sub.keys() - {""}:
-                tail = between + emit(sub)
-                if "" in sub:  # a word ends here and longer ones go on
-                    tail = "(?:" + tail + ")?"
-            branches.append(regex.escape(ch) + tail)
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-    return "(?:" + emit(tree) + ")"
-
-
 def inner_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
     """A key anywhere in a base64 / hex run, line-wrapped base64, escapes; rot13 of a PEM header."""
     b64 = sorted({a for a, _, _, _ in _ANCHORS_B64})
@@ -326,7 +292,7 @@ def inner_alternatives() -> tuple[list[Alternative], dict[str, Check]]:
     # a break only after a line of 16 to 76 run characters (MIME wraps at 76, PEM at 64): a long
     # unwrapped run followed by a line of prose is not one run
     line = r"(?<=(?:^|[^" + _B64 + r"]|\\n)" + c + "{16,76})"
-    b64_src = (_trie(b64, "(?:" + _BREAK + ")?") +
+    b64_src = ("(?:" + trie_pattern(b64, between="(?:" + _BREAK + ")?") + ")" +
                "(?:" + c + "|" + line + _BREAK + "(?=" + c + "{16}|" + c + r"{1,15}={0,2}(?:\r?\n|\\n|[\"'`)\].,;]|\Z))){12,"
                + str(_RUN) + "}={0,2}")
     hexes = sorted({s.encode().hex() for s in KEY_STARTS})

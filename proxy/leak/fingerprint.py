@@ -100,6 +100,19 @@ class PromptFingerprint:
         return spans, hold
 
 
+def _has_run(words, vocab, need: int) -> bool:
+    """Whether `need` words in a row are in `vocab` (no shingle of `need` words can match otherwise)."""
+    run = 0
+    for w in words:
+        if w in vocab:
+            run += 1
+            if run >= need:
+                return True
+        else:
+            run = 0
+    return False
+
+
 class FingerprintDetector:
     """Detector over one or more prompt fingerprints (the tenant's and the request's)."""
 
@@ -144,22 +157,12 @@ class FingerprintDetector:
         seg = text[start:] if start else text
         if final and seg.isascii():
             # The last scan of an ASCII text (a whole answer): nothing is held, so only whether `_run`
-            # prompt words come in a row matters (what the loop below decides), on the text's bytes.
+            # prompt words come in a row matters (_has_run), on the text's bytes.
             words = seg.encode("ascii").translate(_ASCII_BYTES).split()
             vocab = self._vocab_bytes
-            if not words or vocab.isdisjoint(words):
+            if not words or vocab.isdisjoint(words) or not _has_run(words, vocab, self._run):
                 return [], n
-            run, need = 0, self._run
-            for w in words:
-                if w in vocab:
-                    run += 1
-                    if run >= need:
-                        break
-                else:
-                    run = 0
-            else:
-                return [], n
-            # `need` prompt words in a row: the general path below.
+            # `_run` prompt words in a row: the general path below.
         elif seg.isascii():
             # ASCII (the common case): casefold is lower, a word character is an ASCII letter or digit.
             found = seg.translate(_ASCII_WORDS).split()
@@ -171,16 +174,8 @@ class FingerprintDetector:
             if vocab.isdisjoint(done):
                 # No prompt word: no shingle can match and no run can start, except in the unfinished word.
                 return [], (n - len(found[-1]) if open_word and found[-1] in self._prefixes else n)
-            run, need = 0, self._run
-            for w in done:
-                if w in vocab:
-                    run += 1
-                    if run >= need:
-                        break
-                else:
-                    run = 0
-            else:
-                # Never `need` prompt words in a row: no shingle of any prompt, so no leak and no run
+            if not _has_run(done, vocab, self._run):
+                # Never `_run` prompt words in a row: no shingle of any prompt, so no leak and no run
                 # of matches; only a shingle's beginning at the end needs holding.
                 if final:
                     return [], n
@@ -194,7 +189,7 @@ class FingerprintDetector:
                 if open_word and found[-1] in self._prefixes:
                     hold = min(hold, n - len(found[-1]))
                 return [], hold
-            # `need` prompt words in a row: the general path below.
+            # `_run` prompt words in a row: the general path below.
         found = _WORD.findall(text, start)
         if not found:
             return [], n

@@ -13,9 +13,11 @@ from typing import Callable
 import regex
 
 
-def trie_pattern(literals: Iterable[str], prefixes: bool = False, escape: Callable[[str], str] = regex.escape) -> str:
+def trie_pattern(literals: Iterable[str], prefixes: bool = False, escape: Callable[[str], str] = regex.escape,
+                 between: str = "") -> str:
     """Regex source (no flags, no boundaries) matching exactly the given literals,
-    or with `prefixes` any non-empty prefix of one of them."""
+    or with `prefixes` any non-empty prefix of one of them; `between`, a regex allowed between
+    two characters of a literal (a line break inside a wrapped base64 anchor)."""
     root: dict = {}
     for lit in literals:
         if not lit:
@@ -24,15 +26,18 @@ def trie_pattern(literals: Iterable[str], prefixes: bool = False, escape: Callab
         for ch in lit:
             node = node.setdefault(ch, {})
         node[""] = {}  # end marker
-    return _emit(root, prefixes, escape) if root else r"(?!)"
+    return _emit(root, prefixes, escape, True, between) if root else r"(?!)"
 
 
-def _emit(node: dict, prefixes: bool = False, escape: Callable[[str], str] = regex.escape, root: bool = True) -> str:
+def _emit(node: dict, prefixes: bool = False, escape: Callable[[str], str] = regex.escape, root: bool = True,
+          between: str = "") -> str:
     ends = "" in node or (prefixes and not root)
-    branches = [escape(ch) + _emit(child, prefixes, escape, False) for ch, child in sorted(node.items()) if ch != ""]
+    branches = [escape(ch) + _emit(child, prefixes, escape, False, between) for ch, child in sorted(node.items()) if ch != ""]
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    if between and not root:
+        body = between + body
     if ends:
         # The literal may stop here or continue: longest first.
         return "(?:" + body + ")?" if len(branches) > 1 or len(body) > 1 else body + "?"

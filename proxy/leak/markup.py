@@ -124,7 +124,8 @@ def link_alternatives(allow_hosts: Iterable[str] = ()) -> tuple[list[Alternative
             return False
         rest = url.split("?", 1)[1] if "?" in url else ""
         frag = url.split("#", 1)[1] if "#" in url else ""
-        path = url.split("//", 1)[-1].split("/", 1)[1] if "/" in url.split("//", 1)[-1] else ""
+        after_scheme = url.split("//", 1)[-1]
+        path = after_scheme.split("/", 1)[1] if "/" in after_scheme else ""
         path = path.split("?", 1)[0].split("#", 1)[0]
         # data in a query, a fragment, a key=value in the path, or a long opaque path segment
         return bool(rest.strip("&=") or frag or "=" in path or any(len(seg) >= 32 for seg in path.split("/")))

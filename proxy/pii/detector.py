@@ -37,6 +37,7 @@ from proxy.pii.ner import NER_ENTITIES, SCORE as NER_SCORE, NerModel
 from proxy.pii.normalize import normalize, to_original
 from proxy.pii.recognizer import builtin_recognizers, custom_recognizers
 from proxy.pii.settings import BUILTIN_ENTITIES, DetectionSettings
+from proxy.text.case import lower_in_place
 
 # Windows: runs of whitespace-separated words holding a digit or an "@" (or, with URL on,
 # a "." ":" "/"). google-re2 scans fast, but its str API converts every match offset from
@@ -347,11 +348,7 @@ class Detector:
             ctx = self._contexts.get(sp.entity)
             if ctx and score < 1.0:
                 if lowered is None:
-                    # Offsets of `text` are used in it: "İ".lower() is two code points, the only
-                    # character whose lower() changes length, so it is mapped to "i" first.
-                    lowered = text.lower()
-                    if len(lowered) != len(text):
-                        lowered = text.replace("\u0130", "i").lower()
+                    lowered = lower_in_place(text)  # offsets of `text` are used in it
                 if self._has_context(lowered, sp.start, sp.end, ctx):
                     score = min(1.0, max(score + CONTEXT_BOOST, CONTEXT_MIN))
             if score >= self._threshold and score > 0:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from proxy.text.case import lower_in_place
+
 HoldFrom = Callable[[str], int]
 
 
@@ -48,7 +50,7 @@ class LiteralPrefixes:
 
     def __init__(self, literals: Iterable[str], case_insensitive: bool = False) -> None:
         self._fold = case_insensitive
-        lits = [_lower(s) if case_insensitive else s for s in literals if s]
+        lits = [lower_in_place(s) if case_insensitive else s for s in literals if s]
         self._prefixes = frozenset(s[:k] for s in lits for k in range(1, len(s)))
         self._first_chars = frozenset(s[0] for s in lits)
         self.max_len = max((len(s) for s in lits), default=0)
@@ -56,15 +58,9 @@ class LiteralPrefixes:
     def hold_from(self, text: str) -> int:
         n = len(text)
         start = max(0, n - self.max_len + 1)
-        tail = _lower(text[start:]) if self._fold else text[start:]
+        tail = lower_in_place(text[start:]) if self._fold else text[start:]
         for i, ch in enumerate(tail):
             if ch in self._first_chars and tail[i:] in self._prefixes:
                 return start + i
         return n
 
-
-def _lower(s: str) -> str:
-    """lower() that keeps every character at its offset: "İ".lower() is two code points (the only
-    character whose lower() changes length), so an index into s.lower() past one would be shifted."""
-    low = s.lower()
-    return low if len(low) == len(s) else s.replace("\u0130", "i").lower()

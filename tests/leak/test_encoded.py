@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from proxy.leak.encoded import KEY_STARTS, encoded_alternatives, is_key
 from proxy.leak.pattern import PatternDetector
-from tests.stages.test_leak import reads_through, split, sse, stage, started, stream_through
+from tests.stages.test_leak import each_way, split, sse, stage, started, stream_through
 from proxy.pipeline.chain import Chain
 from tests.harness import client_text
 
@@ -91,11 +91,7 @@ def test_clean_lookalikes_pass(text):
 async def test_an_encoded_key_never_reaches_the_client_in_any_split(enc, key, cuts, sizes, action):
     value = ENCODINGS[enc](key)
     text = f"Sure, encoded as asked: {value}\nAnything else?"
-    for run in (stream_through, lambda c, e, evs: reads_through(c, e, evs, sizes)):
-        chain = Chain([stage(actions={"secret": action})])
-        ex = await started(chain)
-        out, denied = await run(chain, ex, sse(split(text, cuts)))
-        got = client_text(out)
+    async for got, denied, ex in each_way(text, cuts, sizes, actions={"secret": action}):
         assert value[4:24] not in got
         assert (denied is not None) == (action == "block")
         if action == "redact":
@@ -263,11 +259,7 @@ async def test_a_key_at_any_place_in_an_encoded_text_never_reaches_the_client(na
     pre = pre + " " if pre and pre[-1].isalnum() else pre  # a key starts a word (else it is not a key)
     value = WRAPPED[name](pre + key + " " + post)
     text = f"Encoded as asked:\n{value}\nAnything else?"
-    for run in (stream_through, lambda c, e, evs: reads_through(c, e, evs, sizes)):
-        chain = Chain([stage(actions={"secret": action})])
-        ex = await started(chain)
-        out, denied = await run(chain, ex, sse(split(text, cuts)))
-        got = client_text(out)
+    async for got, denied, ex in each_way(text, cuts, sizes, actions={"secret": action}):
         assert not carries(got, key)
         assert (denied is not None) == (action == "block")
         if action == "redact":

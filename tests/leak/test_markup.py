@@ -47,7 +47,7 @@ from proxy.leak.markup import ansi_alternatives, ansi_text_alternatives, link_al
 from proxy.leak.pattern import PatternDetector  # noqa: E402
 from proxy.pipeline.chain import Chain  # noqa: E402
 from tests.harness import client_text  # noqa: E402
-from tests.stages.test_leak import reads_through, split, sse, stage, started, stream_through  # noqa: E402
+from tests.stages.test_leak import each_way, split, sse, stage, started, stream_through  # noqa: E402
 
 
 def scan_kinds(text):
@@ -139,11 +139,7 @@ def test_markup_lookalikes_pass(text):
        sizes=st.lists(st.integers(min_value=0, max_value=12), max_size=4))
 async def test_markup_attacks_never_reach_the_client_in_any_split(attack, cuts, sizes):
     text = "Here you go:\n" + attack + "\nthanks"
-    for run in (stream_through, lambda c, e, evs: reads_through(c, e, evs, sizes)):
-        chain = Chain([stage()])
-        ex = await started(chain)
-        out, denied = await run(chain, ex, sse(split(text, cuts)))
-        got = client_text(out)
+    async for got, denied, ex in each_way(text, cuts, sizes):
         assert denied is None and attack not in got and got.startswith("Here you go:\n") and got.endswith("\nthanks")
         for needle in NEEDLES:
             if needle in attack:

@@ -356,6 +356,16 @@ async def reads_through(chain: Chain, ex, events: list[Event], sizes: list[int])
     return out, None
 
 
+async def each_way(text: str, cuts: list[int], sizes: list[int], **cfg):
+    """`text` cut at `cuts` through a fresh leak stage, once one event at a time and once in reads
+    of `sizes`: yields (what the client reads, the deny or None, the exchange) for each."""
+    for run in (stream_through, lambda c, e, evs: reads_through(c, e, evs, sizes)):
+        chain = Chain([stage(**cfg)])
+        ex = await started(chain)
+        out, denied = await run(chain, ex, sse(split(text, cuts)))
+        yield client_text(out), denied, ex
+
+
 def shape(events: list[Event]) -> list:
     """What a client reads, event boundaries aside: per choice its content and tool arguments, the
     finish reasons in order, usage, [DONE]."""
@@ -679,9 +689,9 @@ async def test_case_folding_cases_are_caught_in_a_non_streamed_body_too():
              (stage(canaries=["zebra-straße-7731"], actions={"canary": "redact"}), "code Zebra-Straße-7731.", "Straße"),
              (make_stage(LeakStage, {"type": "leak", "actions": {"cross_tenant": "redact"}}, _FOLDING_POLICY),
               "Account İzmir-Hesap-55 is overdue.", "İzmir")]
-    for st, text, forbidden in cases:
-        chain = Chain([st])
-        ex = make_exchange(st.policy, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, tenant="acme")
+    for leak, text, forbidden in cases:
+        chain = Chain([leak])
+        ex = make_exchange(leak.policy, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, tenant="acme")
         assert await chain.run_request(ex) is None
         ex.response_status = 200
         out = await chain.run_event(ex, Event(kind="body", data=orjson.dumps(chat_body(text)).decode())) + await chain.run_end(ex)
